@@ -1,0 +1,315 @@
+"""The `mimmu` command-line program."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mimmu.errors import MimmuError
+
+logger = logging.getLogger("mimmu")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default="minicanvas", help="'minicanvas' (the embedded model) or a diffusers pipeline folder"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if present, else cpu)")
+    parser.add_argument(
+        "--dtype", default=None, help="float32, float16 or bfloat16 (default: float16 on CUDA, float32 on cpu)"
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load pickle-based weight files (.bin, .ckpt); a pickle can run code, so only for trusted files",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="mimmu", description="Erase concepts from text-to-image diffusion models.")
+    parser.add_argument("--quiet", action="store_true", help="hide progress bars and info logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    generate = commands.add_parser(
+        "generate", help="generate images for prompts", description="Generate PNGs, a grid and a JSON manifest."
+    )
+    _add_model_options(generate)
+    generate.add_argument("--prompt", action="append", default=[], help="a prompt; repeat for several")
+    generate.add_argument("--num-images", type=_positive_int, default=4, help="images per prompt (default 4)")
+    generate.add_argument("--seed", type=int, default=0, help="seed of the first image; image j uses seed + j")
+    generate.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: the model's)")
+    generate.add_argument(
+        "--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the model's)"
+    )
+    generate.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
+    generate.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty)")
+    generate.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+    _add_erasure_commands(commands)
+
+    minicanvas = commands.add_parser(
+        "minicanvas",
+        help="the embedded MiniCanvas world",
+        description="Check or rebuild the embedded MiniCanvas model.",
+    )
+    minicanvas_commands = minicanvas.add_subparsers(dest="minicanvas_command", required=True, metavar="COMMAND")
+    check = minicanvas_commands.add_parser(
+        "check",
+        help="measure the evaluator and the base model against the quality gates",
+        description="Grade held-out renders and base-model generations; exit 1 if a gate fails.",
+    )
+    _add_model_options(check)
+    check.add_argument("--json", type=Path, required=True, help="where to write the JSON report")
+    check.add_argument(
+        "--num-renders", type=_positive_int, default=2000, help="held-out renders for the evaluator (default 2000)"
+    )
+    check.add_argument(
+        "--num-generations", type=_positive_int, default=512, help="generated images for the base model (default 512)"
+    )
+    check.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
+
+    grade = minicanvas_commands.add_parser(
+        "grade",
+        help="classify the images of a `mimmu generate` folder",
+        description="Label every image with the evaluator and compare with the attributes its prompt names.",
+    )
+    grade.add_argument("directory", type=Path, help="a folder written by `mimmu generate`")
+    grade.add_argument("--json", type=Path, required=True, help="where to write the JSON grades")
+
+    train = minicanvas_commands.add_parser(
+        "train",
+        help="retrain one MiniCanvas component",
+        description="Train the evaluator, VAE or UNet from params.yaml.",
+    )
+    train.add_argument("component", choices=["evaluator", "vae", "unet"], help="what to train")
+    train.add_argument("--params", type=Path, default=Path("params.yaml"), help="parameters file (default params.yaml)")
+    train.add_argument("--weights", type=Path, default=None, help="weights folder (default: the package's)")
+    train.add_argument("--metrics", type=Path, default=None, help="where to write the training metrics JSON")
+    return parser
+
+
+def _add_erase_options(parser: argparse.ArgumentParser) -> None:
+    from mimmu.config import METHODS, TRAINABLE_SETS, EraseConfig
+    from mimmu.prompt_sets import ANCHORS
+    from mimmu.schedule import TIMESTEP_SAMPLING
+
+    d = EraseConfig()
+    parser.add_argument("--method", choices=METHODS, default=d.method, help=f"erasure method (default {d.method})")
+    parser.add_argument(
+        "--anchor",
+        choices=ANCHORS,
+        default=d.anchor,
+        help=f"anchor prompt: the prompt without the concept (context) or the empty prompt (default {d.anchor})",
+    )
+    parser.add_argument(
+        "--timestep-sampling",
+        choices=TIMESTEP_SAMPLING,
+        default=d.timestep_sampling,
+        help=f"timestep proposal and weights (default {d.timestep_sampling})",
+    )
+    parser.add_argument(
+        "--trainable",
+        choices=TRAINABLE_SETS,
+        default=d.trainable,
+        help=f"trained weights (default {d.trainable}: attn2.to_k and to_v)",
+    )
+    parser.add_argument(
+        "--lora-rank",
+        type=_positive_int,
+        default=d.lora_rank,
+        help=f"adapter rank for --trainable lora_kv (default {d.lora_rank})",
+    )
+    parser.add_argument(
+        "--no-preserve-null",
+        dest="preserve_null",
+        action="store_false",
+        help="do not project updates away from the empty prompt's token states",
+    )
+    parser.add_argument(
+        "--forgetting-size",
+        type=_positive_int,
+        default=d.forgetting_size,
+        help=f"forgetting prompts (one latent each) per concept (default {d.forgetting_size})",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=d.epochs,
+        help=f"passes over the forgetting set; ESD runs as many steps (default {d.epochs})",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=d.batch_size, help=f"latents per step (default {d.batch_size})"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate})"
+    )
+    parser.add_argument(
+        "--mi-tolerance",
+        type=float,
+        default=d.mi_tolerance,
+        help="stop early when the forgetting-set MI falls below this many nats (default 0: off)",
+    )
+    parser.add_argument(
+        "--mi-check-every",
+        type=_positive_int,
+        default=d.mi_check_every,
+        help=f"epochs between MI estimates (default {d.mi_check_every})",
+    )
+    parser.add_argument(
+        "--esd-eta", type=float, default=d.esd_eta, help=f"ESD-x negative guidance strength (default {d.esd_eta})"
+    )
+    parser.add_argument(
+        "--uce-lambda", type=float, default=d.uce_lambda, help=f"UCE ridge term (default {d.uce_lambda})"
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help=f"epochs between checkpoints, 0 for none (default {d.checkpoint_every})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=d.seed, help=f"seed of prompts, forgetting set and training (default {d.seed})"
+    )
+
+
+def _add_erasure_commands(commands) -> None:
+    erase = commands.add_parser(
+        "erase",
+        help="erase concepts from a model",
+        description="Erase one or more concepts and write an erased-model folder.",
+    )
+    _add_model_options(erase)
+    erase.add_argument(
+        "--concept",
+        action="append",
+        default=[],
+        help="concept to erase, e.g. 'star' or 'lightning bolt'; repeat for several",
+    )
+    _add_erase_options(erase)
+    erase.add_argument("--out", type=Path, required=True, help="erased-model folder; an interrupted run in it resumes")
+    erase.add_argument("--overwrite", action="store_true", help="replace an existing erased model in --out")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure an erased model against its base",
+        description="Generate paired images from base and erased models and compute every metric.",
+    )
+    _add_model_options(evaluate)
+    evaluate.add_argument("--erased", type=Path, required=True, help="erased-model folder written by `mimmu erase`")
+    evaluate.add_argument(
+        "--concept", action="append", default=[], help="erased concept to evaluate (default: all it erased)"
+    )
+    evaluate.add_argument("--json", type=Path, required=True, help="where to write the metrics JSON")
+    evaluate.add_argument(
+        "--report", type=Path, default=None, help="folder for the HTML report with image grids and curves"
+    )
+    evaluate.add_argument(
+        "--num-prompts",
+        type=_positive_int,
+        default=128,
+        help="evaluation prompts per concept and retained prompts (default 128)",
+    )
+    evaluate.add_argument("--seed", type=int, default=1000, help="seed of evaluation prompts and images (default 1000)")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
+
+    mi = commands.add_parser(
+        "mi",
+        help="estimate mutual information between a prompt and its images",
+        description="Estimate i(x; c) in nats, with its standard error, on images the model generates for the prompt.",
+    )
+    _add_model_options(mi)
+    mi.add_argument("--prompt", required=True, help="the prompt c")
+    mi.add_argument(
+        "--concept",
+        default=None,
+        help="estimate the conditional MI of this concept (anchor: the prompt without it) instead of the MI against the empty prompt",
+    )
+    mi.add_argument("--num-samples", type=_positive_int, default=64, help="images to average over (default 64)")
+    mi.add_argument("--draws", type=_positive_int, default=8, help="timestep and noise draws per image (default 8)")
+    mi.add_argument(
+        "--form", choices=["orthogonal", "standard"], default="orthogonal", help="estimator form (default orthogonal)"
+    )
+    mi.add_argument("--seed", type=int, default=0, help="seed of images and draws (default 0)")
+    mi.add_argument("--json", type=Path, default=None, help="also write the estimate to this JSON file")
+
+    export = commands.add_parser(
+        "export",
+        help="export an erased model as a complete diffusers folder",
+        description="Write every component (text encoder included) with save_pretrained.",
+    )
+    export.add_argument("--erased", type=Path, required=True, help="erased-model folder")
+    export.add_argument("--out", type=Path, required=True, help="output folder (must be new or empty)")
+
+    benchmark = commands.add_parser(
+        "benchmark",
+        help="run every method on every concept, same seeds",
+        description="Erase each concept with each method and evaluate them side by side.",
+    )
+    benchmark.add_argument("--model", default="minicanvas", help="'minicanvas' (the benchmark needs its evaluator)")
+    benchmark.add_argument("--concepts", required=True, help="comma-separated concepts, e.g. star,striped,red")
+    benchmark.add_argument(
+        "--methods",
+        default="mimmu,esd,uce",
+        help="comma-separated methods; 'esd0' is ESD-x with eta 0 (default mimmu,esd,uce)",
+    )
+    benchmark.add_argument("--epochs", type=int, default=None, help="override the epochs of every trained method")
+    benchmark.add_argument(
+        "--num-prompts", type=_positive_int, default=128, help="evaluation prompts per concept (default 128)"
+    )
+    benchmark.add_argument(
+        "--out", type=Path, required=True, help="output folder for results.json, results.md and the erased models"
+    )
+    benchmark.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # mimmu never downloads weights; a pipeline that asks for the hub should fail, not fetch.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from mimmu import commands
+
+    handlers = {
+        "generate": commands.run_generate,
+        "minicanvas": commands.run_minicanvas,
+        "erase": commands.run_erase,
+        "evaluate": commands.run_evaluate,
+        "mi": commands.run_mi,
+        "export": commands.run_export,
+        "benchmark": commands.run_benchmark,
+    }
+    try:
+        return handlers[args.command](args)
+    except MimmuError as error:
+        print(f"mimmu: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mimmu: interrupted", file=sys.stderr)
+        return 130
+
+
+def print_json(payload: dict) -> None:
+    """Print `payload` as indented JSON on stdout."""
+    print(json.dumps(payload, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

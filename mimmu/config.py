@@ -1,0 +1,104 @@
+"""Typed configuration of an erasure, validated when built and saved beside the weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+from mimmu.errors import MimmuError
+from mimmu.prompt_sets import ANCHORS
+from mimmu.schedule import TIMESTEP_SAMPLING
+
+METHODS = ("mimmu", "esd", "uce")
+TRAINABLE_SETS = ("kv", "attn2", "lora_kv")
+
+
+@dataclass(frozen=True)
+class EraseConfig:
+    """Every choice of an erasure run. Defaults are the ones the benchmark selected.
+
+    Attributes:
+        method: "mimmu", "esd" (ESD-x) or "uce".
+        anchor: "context" (the prompt without the concept) or "empty" (the empty prompt).
+        timestep_sampling: "log_snr", "uniform_weighted" or "uniform" (see mimmu.schedule).
+        trainable: "kv" (attn2.to_k and attn2.to_v), "attn2" (all cross-attention) or
+            "lora_kv" (a low-rank adapter on to_k and to_v).
+        lora_rank: rank of the adapter when trainable is "lora_kv".
+        preserve_null: project every update of to_k and to_v so that the empty prompt's
+            keys and values, hence the unconditional prediction, stay exactly unchanged.
+        forgetting_size: forgetting prompts (and latents) per concept.
+        epochs: passes over the forgetting set (MiM-MU); ESD runs the same number of steps.
+        batch_size: latents per optimisation step.
+        learning_rate: Adam learning rate.
+        mi_tolerance: stop early once the forgetting set's estimated MI, in nats, is below
+            this; 0 disables early stopping.
+        mi_check_every: epochs between MI estimates for early stopping and the MI curve.
+        esd_eta: negative-guidance strength of ESD-x (1 as published, 0 for the
+            unconditional target).
+        esd_sampling_steps: DDIM steps of ESD-x's on-policy sampling of x_t.
+        uce_lambda: ridge term of UCE's closed-form edit.
+        checkpoint_every: epochs between checkpoints (0 disables them).
+        seed: seed of prompt drawing, forgetting-set noise and training.
+    """
+
+    method: str = "mimmu"
+    anchor: str = "context"
+    timestep_sampling: str = "log_snr"
+    trainable: str = "kv"
+    lora_rank: int = 4
+    preserve_null: bool = True
+    forgetting_size: int = 64
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    mi_tolerance: float = 0.0
+    mi_check_every: int = 5
+    esd_eta: float = 1.0
+    esd_sampling_steps: int = 20
+    uce_lambda: float = 0.5
+    checkpoint_every: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        choices = {
+            "method": METHODS,
+            "anchor": ANCHORS,
+            "timestep_sampling": TIMESTEP_SAMPLING,
+            "trainable": TRAINABLE_SETS,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise MimmuError(f"invalid {name} {value!r}; expected one of {', '.join(allowed)}")
+        minimums = {"lora_rank": 1, "forgetting_size": 1, "batch_size": 1, "mi_check_every": 1, "esd_sampling_steps": 2}
+        for name, minimum in minimums.items():
+            if getattr(self, name) < minimum:
+                raise MimmuError(f"{name} must be at least {minimum}, got {getattr(self, name)}")
+        for name in ("epochs", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise MimmuError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("learning_rate", "mi_tolerance", "esd_eta", "uce_lambda"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise MimmuError(f"{name} must be a finite number of at least 0, got {value}")
+        if self.learning_rate == 0 and self.method != "uce" and self.epochs > 0:
+            raise MimmuError("learning_rate is 0, so training would change nothing; pass a positive rate or --epochs 0")
+
+    def to_dict(self) -> dict:
+        """Return the configuration as a JSON-ready dict."""
+        return asdict(self)
+
+    def digest(self) -> str:
+        """Return a short digest that changes with any field (checkpoints are valid only for one)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> EraseConfig:
+        """Build a configuration from a dict, rejecting unknown keys."""
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(payload) - allowed)
+        if unknown:
+            raise MimmuError(f"unknown erasure settings {unknown}; allowed: {sorted(allowed)}")
+        return cls(**payload)

@@ -1,0 +1,32 @@
+"""Content digests of weight directories, used to tie an erased model to its base."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+WEIGHT_SUFFIXES = (".safetensors", ".json", ".txt", ".bin", ".ckpt", ".pt", ".pth")
+
+
+def directory_digest(path: Path) -> str:
+    """Return the SHA-256 over the relative names and bytes of the weight and config files under `path`.
+
+    Hidden files and files of other types (READMEs, images) are left out, so
+    documentation beside the weights does not change the digest.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix in WEIGHT_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+    for file in files:
+        digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()

@@ -1,0 +1,302 @@
+"""Evaluation of an erased model against its base: paired generations, graded and compared.
+
+Images come from the held-out-template evaluation prompts with fixed seeds, so base
+and erased images pair up one to one. The MiniCanvas evaluator labels each image.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from mimmu.embeddings import embed_prompts
+from mimmu.generate import GenerationRequest, decode_latents, generate_latents
+from mimmu.metrics.frechet import frechet_distance
+from mimmu.metrics.paired import labels_unchanged, paired_psnr_db
+from mimmu.metrics.rates import binomial_stderr, erasure_efficacy, target_rate
+from mimmu.minicanvas.check import images_to_tensor
+from mimmu.minicanvas.evaluator import Evaluator
+from mimmu.minicanvas.vocabulary import ATTRIBUTES, ENTANGLED_PAIRS
+from mimmu.mutual_information import pointwise_mi, summarize
+from mimmu.prompt_sets import EvaluationPrompt
+
+logger = logging.getLogger(__name__)
+
+MI_IMAGES = 64  # images per MI estimate
+MI_DRAWS = 4  # timestep and noise draws per image
+
+
+@dataclass
+class Outputs:
+    """Generations for a list of prompts: latents (N, C, h, w), images (N, H, W, 3), labels and features."""
+
+    prompts: list[str]
+    latents: torch.Tensor
+    images: np.ndarray
+    labels: dict[str, np.ndarray]
+    features: np.ndarray
+
+
+def generate_outputs(
+    pipeline: DiffusionPipeline,
+    evaluator: Evaluator,
+    prompts: list[str],
+    seed: int,
+    batch_size: int,
+    progress: bool,
+    description: str,
+) -> Outputs:
+    """Generate one image per prompt (seed + index) and grade it."""
+    seeds = [seed + index for index in range(len(prompts))]
+    latents = generate_latents(
+        pipeline, GenerationRequest(prompts, seeds, batch_size=batch_size), progress, description=description
+    )
+    images = decode_latents(pipeline, latents, batch_size)
+    pixels = images_to_tensor(images)
+    with torch.no_grad():
+        predictions = evaluator.classify(pixels)
+        features = torch.cat([evaluator.features(pixels[i : i + 256]) for i in range(0, len(pixels), 256)])
+    labels = {name: predictions[name].numpy() for name in ATTRIBUTES}
+    return Outputs(prompts, latents.float().cpu(), images, labels, features.numpy().astype(np.float64))
+
+
+def estimate_mi(
+    pipeline: DiffusionPipeline, latents: torch.Tensor, prompts: list[str], anchors: list[str], seed: int
+) -> dict:
+    """Return the orthogonal-form MI (nats) between prompts and their images, against the anchors."""
+    count = min(MI_IMAGES, len(latents))
+    device = pipeline.device
+    pointwise = pointwise_mi(
+        pipeline.unet,
+        pipeline.scheduler.alphas_cumprod,
+        latents[:count].to(device),
+        embed_prompts(pipeline, prompts[:count]),
+        embed_prompts(pipeline, anchors[:count]),
+        draws_per_image=MI_DRAWS,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return summarize(pointwise, MI_DRAWS, "orthogonal").to_dict()
+
+
+def _index(attribute: str, value: str) -> int:
+    return ATTRIBUTES[attribute].index(value)
+
+
+def _accuracy(outputs: Outputs, expected: list[dict], attributes: list[str]) -> float:
+    hits = [outputs.labels[a][i] == _index(a, e[a]) for i, e in enumerate(expected) for a in attributes]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def _attribute_of(value: str) -> str:
+    return next(name for name, values in ATTRIBUTES.items() if value in values)
+
+
+def retained_drops(base: Outputs, erased: Outputs, expected: list[dict], erased_values: set[str]) -> dict[str, dict]:
+    """Return, per retained concept named by the retained prompts, base and erased accuracy and sample size."""
+    drops = {}
+    for attribute, values in ATTRIBUTES.items():
+        for value in values:
+            if value in erased_values:
+                continue
+            rows = [i for i, e in enumerate(expected) if e[attribute] == value]
+            if not rows:
+                continue
+            index = _index(attribute, value)
+            accuracy_base = float(np.mean(base.labels[attribute][rows] == index))
+            accuracy_erased = float(np.mean(erased.labels[attribute][rows] == index))
+            drops[value] = {
+                "base": accuracy_base,
+                "erased": accuracy_erased,
+                "drop": accuracy_base - accuracy_erased,
+                "n": len(rows),
+            }
+    return drops
+
+
+def nearest_concepts(pipeline: DiffusionPipeline, concept: str, count: int = 3) -> list[str]:
+    """Return the `count` same-attribute concepts nearest to `concept` by cosine of mean token states."""
+    attribute = _attribute_of(concept)
+    others = [v for v in ATTRIBUTES[attribute] if v != concept]
+    embeds = embed_prompts(pipeline, [concept, *others]).float()  # (1 + K, L, D)
+    tokens = pipeline.tokenizer(
+        [concept, *others], padding="max_length", max_length=embeds.shape[1], truncation=True, return_tensors="pt"
+    )
+    mask = tokens.attention_mask.unsqueeze(-1).to(embeds.device).float()
+    pooled = (embeds * mask).sum(1) / mask.sum(1)
+    similarity = torch.nn.functional.cosine_similarity(pooled[:1], pooled[1:])
+    order = similarity.argsort(descending=True)[:count]
+    return [others[int(i)] for i in order]
+
+
+def compute_metrics(
+    concepts: list[str],
+    evaluation: list[EvaluationPrompt],
+    base: dict[str, Outputs],
+    erased: dict[str, Outputs],
+    neighbours: dict[str, list[str]],
+) -> dict:
+    """Return every metric of an erasure from graded base and erased outputs.
+
+    `base` and `erased` hold Outputs for "forgetting" and "retained" prompts; `base` also
+    for "anchor" (the forgetting prompts with the concept removed).
+    """
+    forgetting = [e for e in evaluation if e.kind == "forgetting"]
+    retained = [e for e in evaluation if e.kind == "retained"]
+    erased_attributes = sorted({_attribute_of(e.concept) for e in forgetting})
+    other_attributes = [a for a in ATTRIBUTES if a not in erased_attributes]
+
+    per_concept = {}
+    for concept in sorted({e.concept for e in forgetting}):
+        rows = [i for i, e in enumerate(forgetting) if e.concept == concept]
+        attribute = _attribute_of(concept)
+        index = _index(attribute, concept)
+        rate_base = target_rate(base["forgetting"].labels[attribute][rows], index)
+        rate_erased = target_rate(erased["forgetting"].labels[attribute][rows], index)
+        chance = target_rate(base["anchor"].labels[attribute][rows], index)
+        per_concept[concept] = {
+            "target_rate_base": rate_base,
+            "target_rate_erased": rate_erased,
+            "chance_rate": chance,
+            "ua": 1.0 - rate_erased,
+            "ua_base": 1.0 - rate_base,
+            "ee": erasure_efficacy(rate_base, rate_erased, chance),
+            "n": len(rows),
+        }
+
+    def mean_of(key: str) -> float:
+        return float(np.mean([values[key] for values in per_concept.values()]))
+
+    forgetting_expected = [e.labels for e in forgetting]
+    retained_expected = [e.labels for e in retained]
+    context_attributes = [a for a in ATTRIBUTES if a not in erased_attributes]
+    drops = retained_drops(base["retained"], erased["retained"], retained_expected, set(concepts))
+    worst = max(drops.items(), key=lambda item: item[1]["drop"]) if drops else ("", {"drop": float("nan")})
+    watched = {n for c in concepts for n in neighbours.get(c, [])}
+    watched |= {b for a, b in ENTANGLED_PAIRS if a in concepts} | {a for a, b in ENTANGLED_PAIRS if b in concepts}
+    n_forgetting, n_retained = len(forgetting), len(retained)
+
+    metrics = {
+        "concepts": concepts,
+        "ua": mean_of("ua"),
+        "ua_base": mean_of("ua_base"),
+        "ee": mean_of("ee"),
+        "chance_rate": mean_of("chance_rate"),
+        "target_rate_base": mean_of("target_rate_base"),
+        "target_rate_erased": mean_of("target_rate_erased"),
+        "ira": _accuracy(erased["retained"], retained_expected, erased_attributes),
+        "ira_base": _accuracy(base["retained"], retained_expected, erased_attributes),
+        "cra": _accuracy(erased["retained"], retained_expected, other_attributes),
+        "cra_base": _accuracy(base["retained"], retained_expected, other_attributes),
+        "context_retention": _accuracy(erased["forgetting"], forgetting_expected, context_attributes),
+        "context_retention_base": _accuracy(base["forgetting"], forgetting_expected, context_attributes),
+        "worst_retained": worst[1]["drop"],
+        "worst_retained_concept": worst[0],
+        "retained_drops": drops,
+        "neighbour_drops": {name: drops[name] for name in sorted(watched) if name in drops},
+        "paired_psnr_db": paired_psnr_db(base["retained"].images, erased["retained"].images),
+        "labels_unchanged": labels_unchanged(base["retained"].labels, erased["retained"].labels),
+        "fd": frechet_distance(base["retained"].features, erased["retained"].features),
+        "per_concept": per_concept,
+        "num_forgetting": n_forgetting,
+        "num_retained": n_retained,
+    }
+    metrics["stderr"] = {
+        "ua": binomial_stderr(metrics["ua"], n_forgetting),
+        "ira": binomial_stderr(metrics["ira"], n_retained * len(erased_attributes)),
+        "cra": binomial_stderr(metrics["cra"], n_retained * len(other_attributes)),
+        "context_retention": binomial_stderr(
+            metrics["context_retention"], n_forgetting * max(len(context_attributes), 1)
+        ),
+        "labels_unchanged": binomial_stderr(metrics["labels_unchanged"], n_retained),
+    }
+    return metrics
+
+
+def evaluate_erased(
+    base_source: str,
+    erased_dir,
+    concepts: list[str] | None,
+    evaluator: Evaluator,
+    evaluation_size: int = 128,
+    seed: int = 1000,
+    batch_size: int = 64,
+    device: str | None = None,
+    dtype: str | None = None,
+    progress: bool = True,
+    base_cache: dict | None = None,
+) -> tuple[dict, dict[str, Outputs], dict[str, Outputs]]:
+    """Evaluate the erased model in `erased_dir` against `base_source`; returns metrics and both outputs.
+
+    `concepts` defaults to every concept the erased model records. `base_cache`, when
+    given, keeps base outputs between calls with the same prompts (a benchmark reuses them).
+    """
+    from mimmu.artifact import apply_weights, check_base, load_erased_weights, model_digest
+    from mimmu.concepts import normalize_concept
+    from mimmu.errors import MimmuError
+    from mimmu.loading import load_pipeline
+    from mimmu.prompt_sets import build_evaluation_prompts
+
+    record, weights = load_erased_weights(erased_dir)
+    check_base(record, model_digest(base_source), str(base_source))
+    concepts = [normalize_concept(c) for c in (concepts or record["concepts"])]
+    missing = [c for c in concepts if c not in record["concepts"]]
+    if missing:
+        raise MimmuError(
+            f"concept {missing[0]!r} is not erased in {str(erased_dir)!r}, which erased {', '.join(record['concepts'])}; "
+            "pass one of those"
+        )
+    evaluation = build_evaluation_prompts(concepts, evaluation_size, np.random.default_rng(seed))
+    forgetting = [e for e in evaluation if e.kind == "forgetting"]
+    retained = [e for e in evaluation if e.kind == "retained"]
+    groups = {
+        "forgetting": ([e.prompt for e in forgetting], [e.anchor for e in forgetting]),
+        "retained": ([e.prompt for e in retained], [e.anchor for e in retained]),
+    }
+
+    pipeline = load_pipeline(base_source, device, dtype)
+    key = (str(base_source), tuple(e.prompt for e in evaluation), seed)
+    cached = (base_cache or {}).get(key)
+    if cached is None:
+        base = {
+            name: generate_outputs(pipeline, evaluator, prompts, seed, batch_size, progress, f"base {name}")
+            for name, (prompts, _) in groups.items()
+        }
+        base["anchor"] = generate_outputs(
+            pipeline, evaluator, groups["forgetting"][1], seed, batch_size, progress, "base anchor"
+        )
+        mi_base = {name: estimate_mi(pipeline, base[name].latents, *groups[name], seed) for name in groups}
+        neighbours = {c: nearest_concepts(pipeline, c) for c in concepts}
+        cached = (base, mi_base, neighbours)
+        if base_cache is not None:
+            base_cache[key] = cached
+    base, mi_base, neighbours = cached
+
+    apply_weights(pipeline, weights)
+    erased = {
+        name: generate_outputs(pipeline, evaluator, prompts, seed, batch_size, progress, f"erased {name}")
+        for name, (prompts, _) in groups.items()
+    }
+    mi_erased = {name: estimate_mi(pipeline, erased[name].latents, *groups[name], seed) for name in groups}
+
+    metrics = compute_metrics(concepts, evaluation, base, erased, neighbours)
+    metrics.update(
+        {
+            "mi_target_base": mi_base["forgetting"]["value"],
+            "mi_target_erased": mi_erased["forgetting"]["value"],
+            "mi_retained_base": mi_base["retained"]["value"],
+            "mi_retained_erased": mi_erased["retained"]["value"],
+            "mi": {"base": mi_base, "erased": mi_erased},
+            "erase_seconds": record.get("erase_seconds"),
+            "forgetting_set_seconds": record.get("forgetting_set_seconds"),
+            "method": record["method"],
+            "erased_concepts": record["concepts"],
+            "base_model": str(base_source),
+            "model_digest": record["model_digest"],
+            "evaluation_seed": seed,
+        }
+    )
+    return metrics, base, erased

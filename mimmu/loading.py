@@ -1,0 +1,165 @@
+"""Loading text-to-image pipelines: the embedded MiniCanvas model or a diffusers directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+
+from mimmu.devices import resolve_device, resolve_dtype
+from mimmu.errors import MimmuError
+
+logger = logging.getLogger(__name__)
+
+MINICANVAS = "minicanvas"
+MINICANVAS_DIR = Path(__file__).resolve().parent / "minicanvas" / "weights" / "pipeline"
+# Written beside model_index.json by mimmu: how to complete and sample the pipeline.
+MARKER_FILE = "mimmu.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """The sampler settings a model is served with."""
+
+    num_inference_steps: int = 50
+    guidance_scale: float = 7.5
+
+
+def resolve_source(source: str | Path) -> Path:
+    """Return the pipeline directory that `source` names, after checking it is one."""
+    if isinstance(source, str) and source.strip() == "":
+        raise MimmuError("model is empty; pass 'minicanvas' or a path to a diffusers pipeline directory")
+    if str(source) == MINICANVAS:
+        return MINICANVAS_DIR
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise MimmuError(
+            f"model {str(source)!r} is neither 'minicanvas' nor an existing path; "
+            "pass 'minicanvas' or a path to a diffusers pipeline directory"
+        )
+    if not path.is_dir() or not ((path / "model_index.json").is_file() or (path / "erasure.json").is_file()):
+        raise MimmuError(
+            f"{str(path)!r} is not a diffusers pipeline directory (no model_index.json); "
+            "pass a directory written by save_pretrained"
+        )
+    return path
+
+
+def read_model_index(path: Path) -> dict:
+    """Return the parsed model_index.json of a pipeline directory."""
+    try:
+        return json.loads((path / "model_index.json").read_text())
+    except json.JSONDecodeError as error:
+        raise MimmuError(f"{path / 'model_index.json'} is not valid JSON ({error}); re-export the pipeline") from error
+
+
+def read_marker(path: Path) -> dict:
+    """Return mimmu's marker of a pipeline directory, or an empty dict."""
+    marker = path / MARKER_FILE
+    return json.loads(marker.read_text()) if marker.is_file() else {}
+
+
+def check_no_pickle(path: Path, components: list[str]) -> None:
+    """Raise when a component's only weights are pickle-based (loading a pickle runs code)."""
+    for component in components:
+        folder = path / component
+        if not folder.is_dir():
+            continue
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        has_safetensors = any(p.suffix == ".safetensors" for p in folder.iterdir())
+        if pickles and not has_safetensors:
+            raise MimmuError(
+                f"{folder / pickles[0]} is a pickle-based weight file, and loading a pickle runs code; "
+                "convert it to safetensors, or pass --allow-pickle (allow_pickle=True) if you trust its source"
+            )
+
+
+def sampling_defaults(pipeline: DiffusionPipeline) -> SamplingDefaults:
+    """Return the sampler settings stored with `pipeline`, or Stable Diffusion's usual ones."""
+    marker = read_marker(Path(pipeline.name_or_path)) if pipeline.name_or_path else {}
+    defaults = SamplingDefaults()
+    return SamplingDefaults(
+        num_inference_steps=int(marker.get("num_inference_steps", defaults.num_inference_steps)),
+        guidance_scale=float(marker.get("guidance_scale", defaults.guidance_scale)),
+    )
+
+
+def load_pipeline(
+    source: str | Path,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    allow_pickle: bool = False,
+) -> DiffusionPipeline:
+    """Load a text-to-image pipeline, offline.
+
+    Args:
+        source: "minicanvas" for the embedded model, or a diffusers pipeline directory.
+        device: "cpu", "cuda" or "cuda:N"; default CUDA where present, else the CPU.
+        dtype: "float32", "float16" or "bfloat16"; default float16 on CUDA, float32 on the CPU.
+        allow_pickle: load pickle-based weight files (.bin, .ckpt, ...), which can run
+            arbitrary code; without it such files are rejected.
+    """
+    path = resolve_source(source)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    from mimmu.artifact import is_erased_dir
+
+    if is_erased_dir(path):
+        return load_erased(path, None, torch_device, torch_dtype, allow_pickle)
+    index = read_model_index(path)
+    components = [name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)]
+    if not allow_pickle:
+        check_no_pickle(path, components)
+
+    overrides: dict[str, object] = {}
+    marker = read_marker(path)
+    if marker.get("text_encoder_package") and not (path / "text_encoder").is_dir():
+        from mimmu.text_encoder import load_text_encoder
+
+        tokenizer, text_encoder = load_text_encoder()
+        overrides["tokenizer"], overrides["text_encoder"] = tokenizer, text_encoder.to(torch_dtype)
+    if "safety_checker" in index:
+        # The safety checker blanks flagged images, which would hide what an erasure changed.
+        logger.info("loading %s without its safety checker", path)
+        overrides.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+    try:
+        pipeline = DiffusionPipeline.from_pretrained(
+            path,
+            torch_dtype=torch_dtype,
+            use_safetensors=None if allow_pickle else True,
+            local_files_only=True,
+            **overrides,
+        )
+    except (OSError, ValueError) as error:
+        raise MimmuError(f"could not load the pipeline in {str(path)!r}: {error}") from error
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(torch_device)
+
+
+def load_erased(
+    erased: str | Path,
+    base: str | Path | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    allow_pickle: bool = False,
+) -> DiffusionPipeline:
+    """Load an erased-model folder on top of its base model (the recorded one unless `base` is given).
+
+    The base's digest must match the one recorded at erasure time.
+    """
+    from mimmu.artifact import apply_weights, check_base, load_erased_weights, model_digest
+
+    record, weights = load_erased_weights(Path(erased))
+    base_source = record["base_model"] if base is None else base
+    pipeline = load_pipeline(base_source, device, dtype, allow_pickle)
+    check_base(record, model_digest(base_source), str(base_source))
+    apply_weights(pipeline, weights)
+    pipeline.mimmu_erasure = record
+    logger.info("loaded erased model %s (concepts: %s)", erased, ", ".join(record["concepts"]))
+    return pipeline

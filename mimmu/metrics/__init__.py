@@ -1,0 +1,1 @@
+"""Metrics of an erasure, one family per module; definitions follow docs/method.md."""

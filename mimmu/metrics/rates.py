@@ -1,0 +1,27 @@
+"""Rates of the erased concept: target rate, UA, chance rate and EE, with binomial standard errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def binomial_stderr(rate: float, count: int) -> float:
+    """Return sqrt(p (1 - p) / n), the standard error of a rate measured on `count` samples."""
+    return math.sqrt(rate * (1.0 - rate) / count) if count else float("nan")
+
+
+def target_rate(labels: np.ndarray, concept_index: int) -> float:
+    """Return the share of images whose label on the concept's attribute is the concept."""
+    return float(np.mean(labels == concept_index)) if len(labels) else float("nan")
+
+
+def erasure_efficacy(rate_base: float, rate_erased: float, chance: float) -> float:
+    """Return EE = (rate_base - rate_erased) / (rate_base - chance); 1 means all information gone.
+
+    NaN when the base model draws the concept no more often than chance, since then there
+    was nothing measurable to erase.
+    """
+    gap = rate_base - chance
+    return (rate_base - rate_erased) / gap if gap > 1e-9 else float("nan")

@@ -1,0 +1,129 @@
+"""Which UNet weights an erasure trains, and the null-prompt projection of their updates.
+
+Cross-attention (attn2 in diffusers) is the only part of the UNet that reads the text:
+its key and value projections map token states (L, D) to keys and values. Training only
+to_k and to_v leaves every prompt that lacks the concept's tokens able to change only
+through these shared maps.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DConditionModel
+from torch import nn
+from torch.nn.utils import parametrize
+
+from mimmu.errors import MimmuError
+
+
+class LowRankDelta(nn.Module):
+    """Parametrization W = W_0 + B A with A (rank, in) and B (out, rank); B starts at zero."""
+
+    def __init__(self, out_features: int, in_features: int, rank: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.lora_A = nn.Parameter(torch.randn(rank, in_features, generator=generator) / rank)
+        self.lora_B = nn.Parameter(torch.zeros(out_features, rank))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + (self.lora_B @ self.lora_A).to(weight.dtype)
+
+
+def cross_attention_linears(
+    unet: UNet2DConditionModel, which: tuple[str, ...] = ("to_k", "to_v")
+) -> dict[str, nn.Linear]:
+    """Return the named linear layers `which` of every cross-attention block, e.g. 'down_blocks.0...attn2.to_k'."""
+    layers = {}
+    for name, module in unet.named_modules():
+        if name.endswith(".attn2"):
+            for part in which:
+                # to_out is a ModuleList (linear, dropout); its linear layer is "to_out.0".
+                key, layer = (
+                    (f"{name}.to_out.0", module.to_out[0])
+                    if part == "to_out"
+                    else (f"{name}.{part}", getattr(module, part))
+                )
+                layers[key] = layer
+    if not layers:
+        raise ValueError("the UNet has no cross-attention (attn2) blocks; it cannot be conditioned on text")
+    return layers
+
+
+def select_trainable(
+    unet: UNet2DConditionModel, trainable: str, lora_rank: int, generator: torch.Generator
+) -> dict[str, nn.Parameter]:
+    """Freeze the UNet and return the parameters an erasure trains, by name.
+
+    "kv": weights of attn2.to_k and attn2.to_v. "attn2": every weight and bias of attn2.
+    "lora_kv": low-rank factors on attn2.to_k and attn2.to_v, registered as parametrizations.
+    """
+    unet.requires_grad_(False)
+    parameters: dict[str, nn.Parameter] = {}
+    if trainable == "attn2":
+        layers = cross_attention_linears(unet, ("to_q", "to_k", "to_v", "to_out"))
+        for name, layer in layers.items():
+            for key, parameter in layer.named_parameters(recurse=False):
+                parameters[f"{name}.{key}"] = parameter
+    elif trainable == "kv":
+        for name, layer in cross_attention_linears(unet).items():
+            parameters[f"{name}.weight"] = layer.weight
+    else:
+        for name, layer in cross_attention_linears(unet).items():
+            delta = LowRankDelta(layer.out_features, layer.in_features, lora_rank, generator)
+            delta.to(device=layer.weight.device, dtype=torch.float32)
+            parametrize.register_parametrization(layer, "weight", delta)
+            parameters[f"{name}.weight.lora_A"] = delta.lora_A
+            parameters[f"{name}.weight.lora_B"] = delta.lora_B
+    for parameter in parameters.values():
+        parameter.requires_grad_(True)
+    return parameters
+
+
+def bake_low_rank(unet: UNet2DConditionModel) -> None:
+    """Fold every low-rank parametrization into its weight and remove it."""
+    for module in unet.modules():
+        if isinstance(module, nn.Linear) and parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+
+
+def null_space_projector(null_embeds: torch.Tensor, tolerance: float = 1e-5) -> torch.Tensor:
+    """Return P (D, D) projecting onto the orthogonal complement of the rows of `null_embeds` (L, D).
+
+    For an update dW of to_k or to_v, (dW P) e = 0 for every token state e of the empty
+    prompt, so the empty prompt's keys and values, and with them the unconditional
+    prediction that classifier-free guidance uses, do not change.
+    """
+    states = null_embeds.double()
+    _, singular_values, basis = torch.linalg.svd(states, full_matrices=False)
+    rank = int((singular_values > tolerance * singular_values.max()).sum())
+    if rank >= states.shape[1]:
+        raise MimmuError(
+            f"the empty prompt's token states span all {states.shape[1]} embedding dimensions, so the null-prompt "
+            "projection would forbid every update; pass --no-preserve-null"
+        )
+    span = basis[:rank]  # (rank, D), orthonormal rows spanning the null prompt's states
+    return (torch.eye(states.shape[1], dtype=torch.float64) - span.T @ span).float()
+
+
+class NullProjection:
+    """Keeps W - W_0 of to_k and to_v (or the A factor of an adapter) inside the projector's range."""
+
+    def __init__(self, parameters: dict[str, nn.Parameter], projector: torch.Tensor) -> None:
+        self.projector = projector
+        self.targets = {
+            name: parameter
+            for name, parameter in parameters.items()
+            if name.endswith(("to_k.weight", "to_v.weight", "to_k.weight.lora_A", "to_v.weight.lora_A"))
+        }
+        self.initial = {name: p.detach().clone() for name, p in self.targets.items() if not name.endswith("lora_A")}
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Project every tracked update in place; call after each optimizer step."""
+        for name, parameter in self.targets.items():
+            projector = self.projector.to(parameter.device, torch.float32)
+            if name.endswith("lora_A"):
+                parameter.copy_((parameter.float() @ projector).to(parameter.dtype))
+            else:
+                start = self.initial[name]
+                delta = (parameter.float() - start.float()) @ projector
+                parameter.copy_((start.float() + delta).to(parameter.dtype))

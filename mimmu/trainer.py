@@ -1,0 +1,250 @@
+"""The MiM-MU trainer: minimise the concept's mutual information on a fixed forgetting set.
+
+Recipe, per epoch over the forgetting set (see mimmu.objective for the loss):
+
+1. draw timesteps t ~ q(t) with weights delta_lambda_t / q(t), and noise eps;
+2. noise the stored latents: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps;
+3. predict with the trainable UNet on the concept prompt, and with the frozen UNet on
+   the anchor prompt;
+4. step Adam on the weighted squared distance, then project the update of to_k and
+   to_v away from the empty prompt's token states (when preserve_null is set).
+
+Every `mi_check_every` epochs the conditional MI of the forgetting set is estimated with
+the trainable model, for the MI curve and for early stopping. A NaN or infinite loss
+stops the run with an error; checkpoints allow an interrupted run to resume exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+
+from mimmu.checkpoints import (
+    latest_checkpoint,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
+from mimmu.config import EraseConfig
+from mimmu.embeddings import embed_prompts
+from mimmu.errors import MimmuError
+from mimmu.forgetting_set import ForgettingSet
+from mimmu.mutual_information import pointwise_mi, summarize
+from mimmu.objective import mimmu_loss
+from mimmu.schedule import TimestepSampler
+from mimmu.trainable import NullProjection, bake_low_rank, null_space_projector, select_trainable
+
+logger = logging.getLogger(__name__)
+
+MI_SUBSET = 64  # forgetting-set latents used for each MI estimate during training
+
+
+@dataclass
+class TrainingHistory:
+    """Loss per step and the forgetting set's MI estimate (nats) per check."""
+
+    losses: list[float] = field(default_factory=list)
+    mi: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def _noisy(
+    latents: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    abar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    return abar.sqrt() * latents + (1 - abar).sqrt() * noise
+
+
+def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
+    """Raise when a loss is NaN or infinite, naming where and what to change."""
+    if not torch.isfinite(loss):
+        raise MimmuError(
+            f"loss became {loss.item()} at epoch {epoch}, step {step}; the run is stopped and no model is written. "
+            "Lower --learning-rate or use --timestep-sampling log_snr"
+        )
+
+
+def estimate_forgetting_mi(
+    unet,
+    alphas_cumprod: torch.Tensor,
+    latents: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+    anchor_embeds: torch.Tensor,
+    seed: int,
+) -> dict:
+    """Return the orthogonal-form MI of the first MI_SUBSET forgetting latents, as a dict."""
+    count = min(MI_SUBSET, len(latents))
+    generator = torch.Generator().manual_seed(seed)
+    device = prompt_embeds.device
+    pointwise = pointwise_mi(
+        unet,
+        alphas_cumprod,
+        latents[:count].to(device),
+        prompt_embeds[:count],
+        anchor_embeds[:count],
+        draws_per_image=4,
+        generator=generator,
+    )
+    return summarize(pointwise, 4, "orthogonal").to_dict()
+
+
+class MimmuTrainer:
+    """Trains the cross-attention key and value maps of a pipeline's UNet in place."""
+
+    def __init__(self, pipeline: DiffusionPipeline, forgetting_set: ForgettingSet, config: EraseConfig) -> None:
+        self.pipeline = pipeline
+        self.forgetting_set = forgetting_set
+        self.config = config
+        self.device = pipeline.device
+        self.unet = pipeline.unet
+        self.alphas_cumprod = pipeline.scheduler.alphas_cumprod.to(self.device, torch.float32)
+        self.sampler = TimestepSampler.build(pipeline.scheduler.alphas_cumprod, config.timestep_sampling)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        # Mixed precision: trainable weights in float32, forward passes autocast to the pipeline's dtype.
+        self.autocast = self.device.type == "cuda" and self.unet.dtype != torch.float32
+
+        prompts = [p.prompt for p in forgetting_set.prompts]
+        anchors = [p.anchor for p in forgetting_set.prompts]
+        self.prompt_embeds = embed_prompts(pipeline, prompts)  # (N, L, D)
+        self.anchor_embeds = embed_prompts(pipeline, anchors)  # (N, L, D)
+        self.frozen_unet = copy.deepcopy(self.unet).requires_grad_(False).eval()
+        self.parameters = select_trainable(self.unet, config.trainable, config.lora_rank, self.generator)
+        for parameter in self.parameters.values():
+            parameter.data = parameter.data.float()
+        self.optimizer = torch.optim.Adam(list(self.parameters.values()), lr=config.learning_rate)
+        self.projection = None
+        if config.preserve_null:
+            null_embeds = embed_prompts(pipeline, [""])[0].float().cpu()  # (L, D)
+            self.projection = NullProjection(self.parameters, null_space_projector(null_embeds))
+
+    def _forward(self, unet, noisy_latents, timesteps, embeds) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.unet.dtype, enabled=self.autocast):
+            return unet(noisy_latents.to(unet.dtype), timesteps, encoder_hidden_states=embeds.to(unet.dtype)).sample
+
+    def _step(self, index: torch.Tensor, epoch: int, step: int) -> float:
+        latents = self.forgetting_set.latents[index].to(self.device, torch.float32)
+        timesteps, weights = self.sampler.sample(len(index), self.generator)
+        noise = torch.randn(latents.shape, generator=self.generator).to(self.device)
+        timesteps = timesteps.to(self.device)
+        noisy_latents = _noisy(latents, noise, self.alphas_cumprod, timesteps)
+        noise_pred_concept = self._forward(self.unet, noisy_latents, timesteps, self.prompt_embeds[index])
+        with torch.no_grad():
+            noise_pred_anchor = self._forward(self.frozen_unet, noisy_latents, timesteps, self.anchor_embeds[index])
+        loss = mimmu_loss(noise_pred_concept, noise_pred_anchor, weights.to(self.device))
+        check_finite(loss, epoch, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.projection is not None:
+            self.projection.apply()
+        return loss.item()
+
+    def _checkpoint_meta(self) -> dict:
+        return {"config_digest": self.config.digest(), "forgetting_set": self.forgetting_set.manifest.get("key")}
+
+    def _save(self, folder: Path, epoch: int, history: TrainingHistory) -> None:
+        tensors = {f"param.{name}": p for name, p in self.parameters.items()}
+        optimizer_tensors, param_groups = optimizer_to_tensors(self.optimizer)
+        tensors.update(optimizer_tensors)
+        tensors["rng"] = self.generator.get_state()
+        meta = {**self._checkpoint_meta(), "param_groups": param_groups, "losses": history.losses, "mi": history.mi}
+        save_checkpoint(folder, epoch, tensors, meta)
+
+    def _resume(self, folder: Path, history: TrainingHistory) -> int:
+        path = latest_checkpoint(folder)
+        if path is None:
+            return 0
+        tensors, meta = load_checkpoint(path)
+        expected = self._checkpoint_meta()
+        if {k: meta.get(k) for k in expected} != expected:
+            raise MimmuError(
+                f"checkpoint {str(path)!r} belongs to another configuration or forgetting set; "
+                "rerun with the same settings, or pass a new --out"
+            )
+        with torch.no_grad():
+            for name, parameter in self.parameters.items():
+                parameter.copy_(tensors[f"param.{name}"].to(parameter.device, parameter.dtype))
+        self.optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["param_groups"]))
+        self.generator.set_state(tensors["rng"])
+        history.losses, history.mi = list(meta["losses"]), list(meta["mi"])
+        logger.info("resuming from %s", path)
+        return int(meta["epoch"])
+
+    def train(
+        self,
+        checkpoint_dir: Path | None = None,
+        progress: bool = True,
+        callback: Callable[[int, float], None] | None = None,
+    ) -> TrainingHistory:
+        """Run the epochs (resuming from `checkpoint_dir` when it holds a checkpoint) and return the history."""
+        from tqdm.auto import tqdm
+
+        config = self.config
+        history = TrainingHistory()
+        start_epoch = self._resume(checkpoint_dir, history) if checkpoint_dir else 0
+        count = len(self.forgetting_set.latents)
+        steps_per_epoch = -(-count // config.batch_size)
+        started = time.perf_counter()
+        bar = tqdm(
+            total=config.epochs * steps_per_epoch,
+            initial=start_epoch * steps_per_epoch,
+            desc="erase",
+            disable=not progress,
+        )
+        self.unet.train()
+        for epoch in range(start_epoch, config.epochs):
+            order = torch.randperm(count, generator=self.generator)
+            for step, begin in enumerate(range(0, count, config.batch_size)):
+                loss = self._step(order[begin : begin + config.batch_size], epoch, step)
+                history.losses.append(loss)
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.3f}")
+                if callback is not None:
+                    callback(len(history.losses), loss)
+            done = epoch + 1
+            if done % config.mi_check_every == 0 or done == config.epochs:
+                estimate = self.estimate_mi(seed=config.seed + done)
+                history.mi.append({"epoch": done, **estimate})
+                logger.info(
+                    "epoch %d: forgetting-set MI %.4f +- %.4f nats", done, estimate["value"], estimate["stderr"]
+                )
+                if config.mi_tolerance > 0 and estimate["value"] < config.mi_tolerance:
+                    history.stopped_early = True
+            if (
+                checkpoint_dir
+                and config.checkpoint_every
+                and (done % config.checkpoint_every == 0 or history.stopped_early)
+            ):
+                self._save(checkpoint_dir, done, history)
+            if history.stopped_early:
+                logger.info("stopping early at epoch %d: MI under %.4f nats", done, config.mi_tolerance)
+                break
+        bar.close()
+        self.unet.eval()
+        history.seconds = time.perf_counter() - started
+        return history
+
+    def estimate_mi(self, seed: int) -> dict:
+        """Return the current model's MI estimate on the forgetting set (concept vs anchor prompt)."""
+        self.unet.eval()
+        estimate = estimate_forgetting_mi(
+            self.unet, self.alphas_cumprod, self.forgetting_set.latents, self.prompt_embeds, self.anchor_embeds, seed
+        )
+        self.unet.train()
+        return estimate
+
+    def changed_weights(self) -> dict[str, torch.Tensor]:
+        """Bake adapters into the weights and return every changed UNet tensor by state_dict name."""
+        bake_low_rank(self.unet)
+        names = {name.removesuffix(".lora_A").removesuffix(".lora_B") for name in self.parameters}
+        state = self.unet.state_dict()
+        return {name: state[name].detach().float().cpu().contiguous() for name in sorted(names)}

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin, retry-safe wrappers over one library step each."""

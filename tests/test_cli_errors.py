@@ -1,0 +1,160 @@
+"""Bad input: one-line error naming the value and the fix, non-zero exit, nothing written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mimmu.cli import main
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    return raised.value.code, capsys.readouterr().err
+
+
+def _error(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_unknown_model_name(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = _error(["generate", "--model", "minicanva", "--prompt", "a star", "--out", str(out)], capsys)
+    assert code == 2
+    assert err.count("\n") == 0
+    assert "'minicanva'" in err
+    assert "pass 'minicanvas' or a path" in err
+    assert not out.exists()
+
+
+def test_missing_directory(tmp_path, capsys):
+    out = tmp_path / "out"
+    missing = tmp_path / "nowhere"
+    code, err = _error(["generate", "--model", str(missing), "--prompt", "a star", "--out", str(out)], capsys)
+    assert code == 2
+    assert str(missing) in err
+    assert not out.exists()
+
+
+def test_non_pipeline_directory(tmp_path, capsys):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    out = tmp_path / "out"
+    code, err = _error(["generate", "--model", str(folder), "--prompt", "a star", "--out", str(out)], capsys)
+    assert code == 2
+    assert "not a diffusers pipeline directory" in err
+    assert not out.exists()
+
+
+def test_pickle_without_flag(tiny_sd_dir, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_sd_dir, folder)
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), folder / "vae" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    out = tmp_path / "out"
+    code, err = _error(["generate", "--model", str(folder), "--prompt", "a cat", "--out", str(out)], capsys)
+    assert code == 2
+    assert "pickle-based weight file" in err
+    assert "--allow-pickle" in err
+    assert not out.exists()
+
+
+def test_empty_prompt_list(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = _error(["generate", "--out", str(out)], capsys)
+    assert code == 2
+    assert "no prompts given" in err
+    assert "--prompt" in err
+    assert not out.exists()
+
+
+def test_blank_prompt(tmp_path, capsys):
+    code, err = _error(["generate", "--prompt", "  ", "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert "empty or whitespace" in err
+
+
+def test_prompt_too_long(tmp_path, capsys):
+    prompt = "a " + "very " * 40 + "red star"
+    out = tmp_path / "out"
+    code, err = _error(["generate", "--prompt", prompt, "--out", str(out)], capsys)
+    assert code == 2
+    assert "tokens but the tokenizer allows 24" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_num_images_invalid(value, tmp_path, capsys):
+    code, err = _run(["generate", "--prompt", "a star", "--num-images", value, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert "--num-images" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_path_is_file(tmp_path, capsys):
+    file = tmp_path / "taken"
+    file.write_text("keep me")
+    code, err = _error(["generate", "--prompt", "a star", "--out", str(file)], capsys)
+    assert code == 2
+    assert "is a file" in err
+    assert file.read_text() == "keep me"
+
+
+def test_output_folder_not_empty(tmp_path, capsys):
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("keep me")
+    code, err = _error(["generate", "--prompt", "a star", "--out", str(folder)], capsys)
+    assert code == 2
+    assert "--overwrite" in err
+    assert (folder / "keep.txt").read_text() == "keep me"
+
+
+def test_check_json_path_is_folder(tmp_path, capsys):
+    code, err = _error(["minicanvas", "check", "--json", str(tmp_path)], capsys)
+    assert code == 2
+    assert "is a folder" in err
+
+
+def test_grade_folder_without_manifest(tmp_path, capsys):
+    code, err = _error(["minicanvas", "grade", str(tmp_path), "--json", str(tmp_path / "g.json")], capsys)
+    assert code == 2
+    assert "no manifest.json" in err
+    assert not (tmp_path / "g.json").exists()
+
+
+def test_console_script_exit_code(tmp_path):
+    executable = Path(sys.executable).with_name("mimmu")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "mimmu.cli"]
+    result = subprocess.run(
+        [*command, "generate", "--model", "nope", "--prompt", "a star", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("mimmu: error: model 'nope'")
+    assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["generate"], ["minicanvas"], ["minicanvas", "check"], ["minicanvas", "grade"], ["minicanvas", "train"]],
+)
+def test_help_on_every_command(command, capsys):
+    code, _ = _run([*command, "--help"], capsys)
+    assert code == 0

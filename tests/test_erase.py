@@ -1,0 +1,235 @@
+"""Erasure on a tiny random Stable Diffusion pipeline: artifacts, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mimmu.artifact import load_erased_weights, read_erasure
+from mimmu.baselines.uce import uce_edit
+from mimmu.config import EraseConfig
+from mimmu.embeddings import embed_prompts
+from mimmu.erase import erase
+from mimmu.errors import MimmuError
+from mimmu.forgetting_set import ForgettingSet, build_forgetting_set
+from mimmu.loading import load_erased, load_pipeline
+from mimmu.prompt_sets import build_prompt_set, check_concepts
+from mimmu.trainable import cross_attention_linears
+from mimmu.trainer import MimmuTrainer
+
+SMALL = {"forgetting_size": 8, "epochs": 2, "batch_size": 4, "esd_sampling_steps": 3, "mi_check_every": 1}
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIMMU_HOME", str(tmp_path / "home"))
+
+
+def _forgetting_set(pipeline, concepts=("star",), size=8, digest="test"):
+    prompt_set = build_prompt_set(list(concepts), "context", size, seed=0)
+    from mimmu.home import state_dir
+
+    return build_forgetting_set(pipeline, prompt_set.forgetting, digest, state_dir() / "fs", progress=False)
+
+
+def test_erase_writes_loadable_artifact(tiny_sd_dir, tmp_path):
+    out = tmp_path / "erased"
+    result = erase(str(tiny_sd_dir), ["star"], EraseConfig(**SMALL), out, progress=False)
+    record = read_erasure(out)
+    assert record["concepts"] == ["star"]
+    assert record["method"] == "mimmu"
+    assert all(name.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) for name in record["changed_tensors"])
+    assert not (out / "checkpoints").exists()
+    assert len(result.losses) == 2 * 2
+    assert [entry["epoch"] for entry in result.mi] == [1, 2]
+    pipeline = load_pipeline(out, device="cpu")
+    _, weights = load_erased_weights(out)
+    state = pipeline.unet.state_dict()
+    for name, value in weights.items():
+        assert torch.equal(state[name], value)
+
+
+def test_null_prompt_prediction_unchanged(tiny_sd_dir, tmp_path):
+    out = tmp_path / "erased"
+    erase(str(tiny_sd_dir), ["star"], EraseConfig(**{**SMALL, "learning_rate": 1e-2}), out, progress=False)
+    base = load_pipeline(tiny_sd_dir, device="cpu")
+    erased = load_pipeline(out, device="cpu")
+    null = embed_prompts(base, [""])
+    concept = embed_prompts(base, ["a red star"])
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([500])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            erased.unet(latents, t, encoder_hidden_states=null).sample,
+            base.unet(latents, t, encoder_hidden_states=null).sample,
+            atol=1e-5,
+            rtol=1e-5,
+        )
+        changed = (erased.unet(latents, t, encoder_hidden_states=concept).sample - base.unet(latents, t, encoder_hidden_states=concept).sample).abs().max()
+    assert changed > 1e-4
+
+
+def test_forgetting_set_reused(tiny_sd_dir):
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    first = _forgetting_set(pipeline)
+    second = _forgetting_set(pipeline)
+    assert first.path == second.path
+    assert torch.equal(first.latents, second.latents)
+    manifest = json.loads((first.path / "manifest.json").read_text())
+    assert manifest["entries"][0]["seed"] == 0
+    assert {"prompt", "anchor", "seed"} <= set(manifest["entries"][0])
+    assert manifest["guidance_scale"] == 7.5
+
+
+def test_resume_matches_uninterrupted(tiny_sd_dir, tmp_path):
+    config = EraseConfig(**{**SMALL, "epochs": 4, "checkpoint_every": 1})
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    forgetting_set = _forgetting_set(pipeline)
+    MimmuTrainer(pipeline, forgetting_set, config).train(tmp_path / "full", progress=False)
+    expected = {k: v.clone() for k, v in pipeline.unet.state_dict().items() if "attn2.to_" in k}
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_five(step, loss):
+        if step == 5:
+            raise Interrupt
+
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    with pytest.raises(Interrupt):
+        MimmuTrainer(pipeline, forgetting_set, config).train(tmp_path / "resumed", progress=False, callback=stop_after_five)
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    history = MimmuTrainer(pipeline, forgetting_set, config).train(tmp_path / "resumed", progress=False)
+    assert len(history.losses) == 4 * 2
+    for name, value in expected.items():
+        torch.testing.assert_close(pipeline.unet.state_dict()[name], value, atol=1e-6, rtol=1e-5)
+
+
+def test_corrupted_checkpoint_rejected(tiny_sd_dir, tmp_path):
+    config = EraseConfig(**{**SMALL, "checkpoint_every": 1})
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    forgetting_set = _forgetting_set(pipeline)
+    MimmuTrainer(pipeline, forgetting_set, config).train(tmp_path / "ckpt", progress=False)
+    tensors = tmp_path / "ckpt" / "epoch-0002" / "tensors.safetensors"
+    data = bytearray(tensors.read_bytes())
+    data[-10] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(MimmuError, match="epoch-0002' is corrupted"):
+        MimmuTrainer(load_pipeline(tiny_sd_dir, device="cpu"), forgetting_set, config).train(tmp_path / "ckpt", progress=False)
+
+
+def test_checkpoint_of_other_config_rejected(tiny_sd_dir, tmp_path):
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    forgetting_set = _forgetting_set(pipeline)
+    MimmuTrainer(pipeline, forgetting_set, EraseConfig(**{**SMALL, "checkpoint_every": 1})).train(tmp_path / "c", progress=False)
+    other = EraseConfig(**{**SMALL, "checkpoint_every": 1, "learning_rate": 1e-3})
+    with pytest.raises(MimmuError, match="another configuration"):
+        MimmuTrainer(load_pipeline(tiny_sd_dir, device="cpu"), forgetting_set, other).train(tmp_path / "c", progress=False)
+
+
+def test_nan_loss_stops_run(tiny_sd_dir):
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    good = _forgetting_set(pipeline)
+    broken = ForgettingSet(torch.full_like(good.latents, float("nan")), good.prompts, good.seeds, {"key": "nan"})
+    with pytest.raises(MimmuError, match=r"loss became nan at epoch 0, step 0"):
+        MimmuTrainer(pipeline, broken, EraseConfig(**SMALL)).train(None, progress=False)
+
+
+def test_sequential_erasure_keeps_root_base(tiny_sd_dir, tmp_path):
+    erase(str(tiny_sd_dir), ["star"], EraseConfig(**SMALL), tmp_path / "one", progress=False)
+    erase(str(tmp_path / "one"), ["striped"], EraseConfig(**SMALL), tmp_path / "two", progress=False)
+    first, second = read_erasure(tmp_path / "one"), read_erasure(tmp_path / "two")
+    assert second["concepts"] == ["star", "striped"]
+    assert second["base_digest"] == first["base_digest"]
+    assert second["history"][0]["concepts"] == ["star"]
+    with pytest.raises(MimmuError, match="'star' is already erased"):
+        erase(str(tmp_path / "two"), ["star"], EraseConfig(**SMALL), tmp_path / "three", progress=False)
+
+
+def test_erased_model_on_other_base_rejected(tiny_sd_dir, tmp_path):
+    import shutil
+
+    erase(str(tiny_sd_dir), ["star"], EraseConfig(**SMALL), tmp_path / "erased", progress=False)
+    other = tmp_path / "other-base"
+    shutil.copytree(tiny_sd_dir, other)
+    from safetensors.torch import load_file, save_file
+
+    weights = other / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    first = next(iter(state))
+    state[first] = state[first] + 1.0
+    save_file(state, weights)
+    with pytest.raises(MimmuError, match="pass the base model it was made from"):
+        load_erased(tmp_path / "erased", base=other, device="cpu")
+
+
+@pytest.mark.parametrize("method", ["esd", "uce"])
+def test_baselines_write_artifacts(tiny_sd_dir, tmp_path, method):
+    out = tmp_path / method
+    erase(str(tiny_sd_dir), ["star"], EraseConfig(**{**SMALL, "method": method}), out, progress=False)
+    record = read_erasure(out)
+    assert record["method"] == method
+    assert record["changed_tensors"]
+
+
+def test_uce_moves_concept_keys_to_anchor(tiny_sd_dir):
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    concept = embed_prompts(pipeline, ["star"])[0].double()
+    anchor = embed_prompts(pipeline, [""])[0].double()
+    before = {n: layer.weight.detach().double().clone() for n, layer in cross_attention_linears(pipeline.unet).items()}
+    uce_edit(pipeline, ["star"], [""], ["circle", "red"], ridge=0.1)
+    for name, layer in cross_attention_linears(pipeline.unet).items():
+        old, new = before[name], layer.weight.detach().double()
+        target = anchor @ old.T
+        assert ((concept @ new.T) - target).norm() < ((concept @ old.T) - target).norm()
+
+
+@pytest.mark.parametrize(
+    ("concepts", "message"),
+    [
+        ([""], "empty or whitespace"),
+        (["   "], "empty or whitespace"),
+        (["unicorn"], "appears in none of the"),
+        (["../../etc"], "characters other than"),
+        (["star", "Star"], "more than once"),
+        ([], "no concept given"),
+    ],
+)
+def test_bad_concepts(concepts, message):
+    with pytest.raises(MimmuError, match=message):
+        check_concepts(concepts)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"method": "salun"}, "invalid method 'salun'"),
+        ({"anchor": "random"}, "invalid anchor 'random'"),
+        ({"trainable": "all"}, "invalid trainable 'all'"),
+        ({"epochs": -1}, "epochs must be 0 or more"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+    ],
+)
+def test_bad_config(overrides, message):
+    with pytest.raises(MimmuError, match=message):
+        EraseConfig(**overrides)
+
+
+def test_output_folder_with_erased_model_rejected(tiny_sd_dir, tmp_path):
+    erase(str(tiny_sd_dir), ["star"], EraseConfig(**SMALL), tmp_path / "out", progress=False)
+    with pytest.raises(MimmuError, match="already contains an erased model"):
+        erase(str(tiny_sd_dir), ["red"], EraseConfig(**SMALL), tmp_path / "out", progress=False)
+
+
+def test_export_roundtrip(tiny_sd_dir, tmp_path):
+    from mimmu.cli import main
+
+    erase(str(tiny_sd_dir), ["star"], EraseConfig(**SMALL), tmp_path / "erased", progress=False)
+    assert main(["--quiet", "export", "--erased", str(tmp_path / "erased"), "--out", str(tmp_path / "full")]) == 0
+    exported = load_pipeline(tmp_path / "full", device="cpu")
+    erased = load_pipeline(tmp_path / "erased", device="cpu")
+    for name, value in erased.unet.state_dict().items():
+        assert torch.equal(exported.unet.state_dict()[name], value), name
