@@ -62,6 +62,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_erasure_commands(commands)
 
+    registry = commands.add_parser(
+        "registry", help="the model registry", description="Inspect the MLflow model registry."
+    )
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+    status = registry_commands.add_parser(
+        "status",
+        help="show the production and candidate versions",
+        description="Print the registered model and, for production and candidate, version, erased concepts and gates.",
+    )
+    status.add_argument(
+        "--model", default="minicanvas", help="base model whose registered model to show (default minicanvas)"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    audit = commands.add_parser(
+        "audit", help="the audit log of registry decisions", description="Check the hash chain of the audit log."
+    )
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    verify = audit_commands.add_parser(
+        "verify", help="check that no record was altered", description="Recompute the hash chain of the audit log."
+    )
+    verify.add_argument(
+        "--log", type=Path, default=None, help="audit log file (default $MIMMU_HOME/audit/decisions.jsonl)"
+    )
+
     minicanvas = commands.add_parser(
         "minicanvas",
         help="the embedded MiniCanvas world",
@@ -295,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         "mi": commands.run_mi,
         "export": commands.run_export,
         "benchmark": commands.run_benchmark,
+        "registry": commands.run_registry,
+        "audit": commands.run_audit,
     }
     try:
         return handlers[args.command](args)

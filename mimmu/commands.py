@@ -292,3 +292,37 @@ def run_benchmark(args: argparse.Namespace) -> int:
     )
     print((Path(args.out) / "results.md").read_text())
     return 0 if results else 1
+
+
+def run_registry(args: argparse.Namespace) -> int:
+    """Print the registry status."""
+    import json
+
+    from mimmu.registry import registry_status
+
+    status = registry_status(args.model)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"registered model: {status['registered_model']} ({status['tracking_uri']})")
+    for alias in ("production", "candidate"):
+        entry = status.get(alias)
+        if entry is None:
+            print(f"  {alias}: none")
+        else:
+            gates = "passed" if entry["gates_passed"] else "failed"
+            print(f"  {alias}: version {entry['version']}, erased {', '.join(entry['erased_concepts'])}, gates {gates}")
+    return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Verify the audit log's hash chain."""
+    from mimmu.audit import verify_log
+    from mimmu.home import state_dir
+
+    log = args.log or state_dir() / "audit" / "decisions.jsonl"
+    if not Path(log).is_file():
+        raise MimmuError(f"audit log {str(log)!r} not found; run a flow first or pass --log")
+    count = verify_log(log)
+    print(f"{log}: {count} records, chain intact")
+    return 0

@@ -82,8 +82,10 @@ def pointwise_mi(
         t = timesteps[start:end].to(device)
         abar = alphas_cumprod[t].float().view(-1, 1, 1, 1)
         noisy_latents = (abar.sqrt() * latents[start:end].float() + (1 - abar).sqrt() * noise[start:end]).to(dtype)
-        pred_concept = unet(noisy_latents, t, encoder_hidden_states=prompt_embeds[start:end].to(dtype)).sample
-        pred_anchor = unet(noisy_latents, t, encoder_hidden_states=anchor_embeds[start:end].to(dtype)).sample
+        # Autocast covers a half-precision UNet whose trainable layers were kept in float32.
+        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda" and dtype != torch.float32):
+            pred_concept = unet(noisy_latents, t, encoder_hidden_states=prompt_embeds[start:end].to(dtype)).sample
+            pred_anchor = unet(noisy_latents, t, encoder_hidden_states=anchor_embeds[start:end].to(dtype)).sample
         if form == "orthogonal":
             integrand = squared_distance(pred_concept, pred_anchor)
         else:

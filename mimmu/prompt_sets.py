@@ -102,7 +102,7 @@ def _attribute_value(concept: str) -> tuple[str, str] | None:
 def build_forgetting_prompts(
     concepts: list[str], anchor_mode: str, size: int, rng: np.random.Generator
 ) -> list[ForgettingPrompt]:
-    """Draw `size` training captions per concept that name it, each with its anchor prompt."""
+    """Draw up to `size` distinct training captions per concept that name it, each with its anchor prompt."""
     if anchor_mode not in ANCHORS:
         raise MimmuError(f"invalid anchor {anchor_mode!r}; expected one of {', '.join(ANCHORS)}")
     if size < 1:
@@ -111,7 +111,8 @@ def build_forgetting_prompts(
     chosen = []
     for concept in concepts:
         candidates = [p for p in prompts if contains_concept(p, concept)]
-        picks = rng.choice(len(candidates), size=size, replace=len(candidates) < size)
+        # Without replacement, so no prompt repeats; a concept with fewer captions uses them all.
+        picks = rng.choice(len(candidates), size=min(size, len(candidates)), replace=False)
         for index in picks:
             prompt = candidates[int(index)]
             anchor = "" if anchor_mode == "empty" else remove_concept(prompt, concept)
@@ -132,7 +133,7 @@ def build_retained_prompts(concepts: list[str], per_concept: int, rng: np.random
                 continue
             picks = rng.choice(len(candidates), size=min(per_concept, len(candidates)), replace=False)
             retained.extend(candidates[int(i)] for i in picks)
-    return retained
+    return list(dict.fromkeys(retained))  # a prompt drawn for two concepts is kept once
 
 
 def build_evaluation_prompts(concepts: list[str], size: int, rng: np.random.Generator) -> list[EvaluationPrompt]:

@@ -74,7 +74,9 @@ def build_tiny_sd_pipeline(folder: Path):
         norm_num_groups=32,
         sample_size=16,
     )
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, steps_offset=1
+    )
     pipeline = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -153,8 +153,65 @@ def test_console_script_exit_code(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["generate"], ["minicanvas"], ["minicanvas", "check"], ["minicanvas", "grade"], ["minicanvas", "train"]],
+    [
+        [],
+        ["generate"],
+        ["erase"],
+        ["evaluate"],
+        ["mi"],
+        ["export"],
+        ["benchmark"],
+        ["registry"],
+        ["registry", "status"],
+        ["audit"],
+        ["audit", "verify"],
+        ["minicanvas"],
+        ["minicanvas", "check"],
+        ["minicanvas", "grade"],
+        ["minicanvas", "train"],
+    ],
 )
 def test_help_on_every_command(command, capsys):
     code, _ = _run([*command, "--help"], capsys)
     assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--concept", "  "], "empty or whitespace"),
+        (["--concept", "unicorn"], "appears in none of the"),
+        (["--concept", "../star"], "characters other than"),
+        ([], "no concept given"),
+        (["--concept", "star", "--learning-rate", "nan"], "learning_rate must be a finite number"),
+    ],
+)
+def test_erase_bad_input(extra, message, tmp_path, capsys):
+    out = tmp_path / "erased"
+    code, err = _error(["erase", "--out", str(out), *extra], capsys)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 0
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--method", "salun"), ("--anchor", "random")])
+def test_erase_unknown_choice(option, value, tmp_path, capsys):
+    code, err = _run(["erase", "--concept", "star", option, value, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert f"invalid choice: '{value}'" in err
+
+
+def test_evaluate_unknown_erased_folder(tmp_path, capsys):
+    code, err = _error(["evaluate", "--erased", str(tmp_path), "--json", str(tmp_path / "m.json")], capsys)
+    assert code == 2
+    assert "erasure.json" in err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_benchmark_unknown_method(tmp_path, capsys):
+    code, err = _error(
+        ["benchmark", "--concepts", "star", "--methods", "mimmu,salun", "--out", str(tmp_path / "b")], capsys
+    )
+    assert code == 2
+    assert "unknown method 'salun'" in err

@@ -67,7 +67,14 @@ def test_null_prompt_prediction_unchanged(tiny_sd_dir, tmp_path):
             atol=1e-5,
             rtol=1e-5,
         )
-        changed = (erased.unet(latents, t, encoder_hidden_states=concept).sample - base.unet(latents, t, encoder_hidden_states=concept).sample).abs().max()
+        changed = (
+            (
+                erased.unet(latents, t, encoder_hidden_states=concept).sample
+                - base.unet(latents, t, encoder_hidden_states=concept).sample
+            )
+            .abs()
+            .max()
+        )
     assert changed > 1e-4
 
 
@@ -99,7 +106,9 @@ def test_resume_matches_uninterrupted(tiny_sd_dir, tmp_path):
 
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")
     with pytest.raises(Interrupt):
-        MimmuTrainer(pipeline, forgetting_set, config).train(tmp_path / "resumed", progress=False, callback=stop_after_five)
+        MimmuTrainer(pipeline, forgetting_set, config).train(
+            tmp_path / "resumed", progress=False, callback=stop_after_five
+        )
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")
     history = MimmuTrainer(pipeline, forgetting_set, config).train(tmp_path / "resumed", progress=False)
     assert len(history.losses) == 4 * 2
@@ -117,16 +126,22 @@ def test_corrupted_checkpoint_rejected(tiny_sd_dir, tmp_path):
     data[-10] ^= 0xFF
     tensors.write_bytes(bytes(data))
     with pytest.raises(MimmuError, match="epoch-0002' is corrupted"):
-        MimmuTrainer(load_pipeline(tiny_sd_dir, device="cpu"), forgetting_set, config).train(tmp_path / "ckpt", progress=False)
+        MimmuTrainer(load_pipeline(tiny_sd_dir, device="cpu"), forgetting_set, config).train(
+            tmp_path / "ckpt", progress=False
+        )
 
 
 def test_checkpoint_of_other_config_rejected(tiny_sd_dir, tmp_path):
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")
     forgetting_set = _forgetting_set(pipeline)
-    MimmuTrainer(pipeline, forgetting_set, EraseConfig(**{**SMALL, "checkpoint_every": 1})).train(tmp_path / "c", progress=False)
+    MimmuTrainer(pipeline, forgetting_set, EraseConfig(**{**SMALL, "checkpoint_every": 1})).train(
+        tmp_path / "c", progress=False
+    )
     other = EraseConfig(**{**SMALL, "checkpoint_every": 1, "learning_rate": 1e-3})
     with pytest.raises(MimmuError, match="another configuration"):
-        MimmuTrainer(load_pipeline(tiny_sd_dir, device="cpu"), forgetting_set, other).train(tmp_path / "c", progress=False)
+        MimmuTrainer(load_pipeline(tiny_sd_dir, device="cpu"), forgetting_set, other).train(
+            tmp_path / "c", progress=False
+        )
 
 
 def test_nan_loss_stops_run(tiny_sd_dir):

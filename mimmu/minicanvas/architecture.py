@@ -62,4 +62,4 @@ def build_training_scheduler() -> DDPMScheduler:
 
 def build_sampler() -> DPMSolverMultistepScheduler:
     """Return the default generation sampler: DPM-Solver++ on the training schedule."""
-    return DPMSolverMultistepScheduler(**SCHEDULE, algorithm_type="dpmsolver++", solver_order=2)
+    return DPMSolverMultistepScheduler(**SCHEDULE, algorithm_type="dpmsolver++", solver_order=2, steps_offset=1)

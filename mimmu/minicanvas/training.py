@@ -222,8 +222,9 @@ def train_unet(config: UnetConfig, vae_dir: Path, out: Path, progress: bool = Tr
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.set_postfix(loss=f"{running:.4f}")
 
+    # Stored in float16 to keep the committed file small; loading upcasts to the requested dtype.
     with atomic_directory(out) as staging:
-        ema.save_pretrained(staging, safe_serialization=True)
+        ema.to(torch.float16).save_pretrained(staging, safe_serialization=True)
     return {"final_loss": float(running or 0.0), "unique_captions": float(len(unique))}
 
 

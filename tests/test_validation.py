@@ -1,0 +1,105 @@
+"""Great Expectations suites for prompt sets and metrics, and the audit log chain."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from mimmu.audit import append_record, verify_log
+from mimmu.errors import MimmuError
+from mimmu.prompt_sets import build_prompt_set
+from mimmu.validation import gate_values, validate_metrics, validate_prompt_set
+
+
+@pytest.fixture(scope="module")
+def prompt_set():
+    payload = build_prompt_set(["star"], "context", 16, retained_per_concept=2, evaluation_size=8, seed=0).to_dict()
+    prompts = {p["prompt"] for p in payload["forgetting"]} | set(payload["retained"])
+    payload["token_counts"] = {p: len(p.split()) + 2 for p in prompts}
+    return payload
+
+
+def _validate(payload, max_tokens=24):
+    return validate_prompt_set(payload, payload["token_counts"], max_tokens)
+
+
+def test_valid_prompt_set_passes(prompt_set):
+    result = _validate(prompt_set)
+    assert result.success, result.summary()
+    assert result.results["forgetting"]["success"]
+
+
+def test_retained_prompt_with_concept_fails(prompt_set):
+    broken = copy.deepcopy(prompt_set)
+    broken["retained"].append("a blue Star")
+    broken["token_counts"]["a blue Star"] = 5
+    result = _validate(broken)
+    assert not result.success
+    assert any(
+        "retained_prompts: expect_column_values_to_not_match_regex(prompt)" in f and "a blue Star" in f
+        for f in result.failures
+    )
+
+
+def test_forgetting_prompt_without_concept_fails(prompt_set):
+    broken = copy.deepcopy(prompt_set)
+    broken["forgetting"].append({"prompt": "a starfish", "anchor": "a", "concept": "star"})
+    broken["token_counts"]["a starfish"] = 4
+    result = _validate(broken)
+    assert not result.success
+    assert any("expect_column_values_to_match_regex(prompt)" in f for f in result.failures)
+
+
+def test_duplicate_and_empty_prompts_fail(prompt_set):
+    broken = copy.deepcopy(prompt_set)
+    broken["retained"] += [broken["retained"][0], " "]
+    broken["token_counts"][" "] = 2
+    result = _validate(broken)
+    failures = " ".join(result.failures)
+    assert "expect_column_values_to_be_unique(prompt)" in failures
+    assert "expect_column_values_to_not_match_regex(prompt)" in failures
+
+
+def test_prompt_over_token_limit_fails(prompt_set):
+    result = _validate(prompt_set, max_tokens=3)
+    assert not result.success
+    assert any("expect_column_values_to_be_between(num_tokens)" in f for f in result.failures)
+
+
+def test_metric_gates_report_margin():
+    metrics = {"ee": 0.5, "ira": 0.80, "ira_base": 0.85, "cra": 0.9, "cra_base": 0.9, "paired_psnr_db": 40.0}
+    gates = {"ee_min": 0.9, "ira_drop_max": 0.02, "cra_drop_max": 0.02, "paired_psnr_db_min": 30.0}
+    result, report = validate_metrics(metrics, gates)
+    assert not result.success
+    assert report["ee_min"]["margin"] == pytest.approx(-0.4)
+    assert report["ira_drop_max"]["margin"] == pytest.approx(-0.03)
+    assert report["cra_drop_max"]["passed"]
+    assert any(f.startswith("ee_min: ee 0.5000 vs threshold 0.9 (short by 0.4000)") for f in result.failures)
+    assert not result.results["metrics"]["success"]
+
+
+def test_metric_gates_pass():
+    metrics = {"ee": 0.99, "ira": 0.85, "ira_base": 0.85, "cra": 0.9, "cra_base": 0.9, "paired_psnr_db": 40.0}
+    result, _ = validate_metrics(metrics, {"ee_min": 0.9, "ira_drop_max": 0.02})
+    assert result.success
+    assert result.failures == []
+
+
+def test_unknown_gate_rejected():
+    with pytest.raises(MimmuError, match="unknown gates"):
+        gate_values({"ee": 1.0}, {"ee_max": 1.0})
+
+
+def test_audit_log_chain_detects_edits(tmp_path):
+    log = tmp_path / "audit" / "decisions.jsonl"
+    append_record(log, {"decision": "reject", "version": "1"})
+    append_record(log, {"decision": "promote", "version": "2"})
+    assert verify_log(log) == 2
+    lines = log.read_text().splitlines()
+    edited = json.loads(lines[0])
+    edited["decision"] = "promote"
+    log.write_text("\n".join([json.dumps(edited, sort_keys=True), lines[1]]) + "\n")
+    with pytest.raises(MimmuError, match="altered at line 1"):
+        verify_log(log)
