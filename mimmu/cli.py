@@ -160,10 +160,10 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         help=f"adapter rank for --trainable lora_kv (default {d.lora_rank})",
     )
     parser.add_argument(
-        "--no-preserve-null",
-        dest="preserve_null",
-        action="store_false",
-        help="do not project updates away from the empty prompt's token states",
+        "--preserve-null",
+        action=argparse.BooleanOptionalAction,
+        default=d.preserve_null,
+        help="project updates of to_k and to_v away from the empty prompt's token states (default: off)",
     )
     parser.add_argument(
         "--forgetting-size",

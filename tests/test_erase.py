@@ -53,7 +53,13 @@ def test_erase_writes_loadable_artifact(tiny_sd_dir, tmp_path):
 
 def test_null_prompt_prediction_unchanged(tiny_sd_dir, tmp_path):
     out = tmp_path / "erased"
-    erase(str(tiny_sd_dir), ["star"], EraseConfig(**{**SMALL, "learning_rate": 1e-2}), out, progress=False)
+    erase(
+        str(tiny_sd_dir),
+        ["star"],
+        EraseConfig(**{**SMALL, "learning_rate": 1e-2, "preserve_null": True}),
+        out,
+        progress=False,
+    )
     base = load_pipeline(tiny_sd_dir, device="cpu")
     erased = load_pipeline(out, device="cpu")
     null = embed_prompts(base, [""])
@@ -137,7 +143,7 @@ def test_checkpoint_of_other_config_rejected(tiny_sd_dir, tmp_path):
     MimmuTrainer(pipeline, forgetting_set, EraseConfig(**{**SMALL, "checkpoint_every": 1})).train(
         tmp_path / "c", progress=False
     )
-    other = EraseConfig(**{**SMALL, "checkpoint_every": 1, "learning_rate": 1e-3})
+    other = EraseConfig(**{**SMALL, "checkpoint_every": 1, "learning_rate": 5e-3})
     with pytest.raises(MimmuError, match="another configuration"):
         MimmuTrainer(load_pipeline(tiny_sd_dir, device="cpu"), forgetting_set, other).train(
             tmp_path / "c", progress=False
