@@ -65,8 +65,6 @@ def build_flow():
 
         `prompt_set` replaces the generated prompt set with a curated file of the same format.
         """
-        import mlflow
-
         log = get_run_logger()
         steps.ensure_gpu_limit()
         config = load_pipeline_config(params).with_epochs(epochs)
@@ -106,46 +104,45 @@ def build_flow():
             sort_keys=True,
         )
         inputs_digest = hashlib.sha256(inputs.encode()).hexdigest()  # same inputs, same registry version
-        client = registry.client()
-        experiment = mlflow.set_experiment(f"erase-{name}")
-        run = client.create_run(
-            experiment.experiment_id,
-            run_name=f"erase-{concept}",
-            tags={"prefect_flow_run_id": str(run_key), "concept": concept},
+        tags = {
+            "erased_concepts": json.dumps(concepts),
+            "base_digest": record["base_digest"],
+            "model_digest": record["model_digest"],
+            "data_versions": json.dumps(data_versions, sort_keys=True),
+            "code_version": code_version(),
+            "gates_passed": str(decision["passed"]).lower(),
+            "gates": json.dumps(decision["gates"], sort_keys=True),
+            "failed_gates": "; ".join(decision["failures"]) or "none",
+            "inputs_digest": inputs_digest,
+            "prefect_flow_run_id": str(run_key),
+        }
+        run_id = tracking.start_run(
+            f"erase-{name}", f"erase-{concept}", {"prefect_flow_run_id": str(run_key), "concept": concept}
         )
-        run_id = run.info.run_id
         try:
             tracking.log_run(run_id, workdir, metrics, decision, data_versions)
-            tags = {
-                "erased_concepts": json.dumps(concepts),
-                "base_digest": record["base_digest"],
-                "model_digest": record["model_digest"],
-                "data_versions": json.dumps(data_versions, sort_keys=True),
-                "code_version": code_version(),
-                "gates_passed": str(decision["passed"]).lower(),
-                "gates": json.dumps(decision["gates"], sort_keys=True),
-                "failed_gates": "; ".join(decision["failures"]) or "none",
-                "inputs_digest": inputs_digest,
-                "prefect_flow_run_id": str(run_key),
-            }
             version = tracking.register(name, run_id, tags)
-            from mimmu.io import write_json_atomic
-
-            write_json_atomic(
-                workdir / "decision.json",
+            tracking.record_decision(
                 {
                     "decision": "promote" if decision["passed"] else "reject",
-                    "version": version,
+                    "registered_model": name,
+                    "version": version["version"],
+                    "concepts": concepts,
                     "gates": decision["gates"],
                     "failures": decision["failures"],
-                },
+                    "mlflow_run_id": run_id,
+                    "prefect_flow_run_id": str(run_key),
+                    "decided_by": f"gates in {params}",
+                    "code_version": tags["code_version"],
+                    "model_digest": record["model_digest"],
+                }
             )
             if decision["passed"]:
                 tracking.promote(name, version["version"])
-            client.set_terminated(run_id, "FINISHED")
         except BaseException:
-            client.set_terminated(run_id, "FAILED")
+            tracking.end_run(run_id, "FAILED")
             raise
+        tracking.end_run(run_id, "FINISHED")
         verdict = "promoted" if decision["passed"] else "rejected"
         log.info("%s: version %s %s", concept, version["version"], verdict)
         return {

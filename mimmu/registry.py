@@ -53,6 +53,22 @@ def client():
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def start_run(experiment: str, run_name: str, tags: dict[str, str]) -> str:
+    """Create a run in `experiment` (created with the artifact location when missing) and return its id."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client()
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        try:
+            experiment_id = mlflow_client.create_experiment(experiment, artifact_location=artifact_location())
+        except MlflowException:  # another flow created it first
+            experiment_id = mlflow_client.get_experiment_by_name(experiment).experiment_id
+    else:
+        experiment_id = found.experiment_id
+    return mlflow_client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
 def registered_model_name(base_model: str) -> str:
     """Return the registered-model name of a base model: 'mimmu-' plus its sanitised name."""
     stem = Path(base_model).name if base_model != "minicanvas" else "minicanvas"

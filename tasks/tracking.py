@@ -12,6 +12,18 @@ from mimmu.tracking import log_erasure_run
 
 
 @task(retries=2, retry_delay_seconds=2)
+def start_run(experiment: str, run_name: str, tags: dict[str, str]) -> str:
+    """Create the flow run's MLflow run (its experiment too, with artifacts beside the store) and return its id."""
+    return registry.start_run(experiment, run_name, tags)
+
+
+@task(retries=2, retry_delay_seconds=2)
+def end_run(run_id: str, status: str) -> None:
+    """Mark the MLflow run FINISHED or FAILED."""
+    registry.client().set_terminated(run_id, status)
+
+
+@task(retries=2, retry_delay_seconds=2)
 def log_run(run_id: str, workdir: Path, metrics: dict, decision: dict, data_versions: dict) -> None:
     """Log parameters, metrics, the loss curve, the report, GX results and the erased weights."""
     log_erasure_run(run_id, workdir, metrics, decision, data_versions)

@@ -156,9 +156,9 @@ def _register_and_promote(home_dir: str, index: int, queue) -> None:
 
 def test_concurrent_registrations_stay_consistent(home):
     state, _ = home
-    from mimmu.registry import client
+    from mimmu.registry import artifact_location, client
 
-    client().create_experiment("concurrency")  # create the store before the writers race
+    client().create_experiment("concurrency", artifact_location=artifact_location())  # create the store first
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     workers = [context.Process(target=_register_and_promote, args=(str(state), i, queue)) for i in range(4)]
