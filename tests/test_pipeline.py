@@ -172,3 +172,34 @@ def test_concurrent_registrations_stay_consistent(home):
     status = _status()
     assert status["num_versions"] == 4
     assert int(status["production"]["version"]) in versions
+
+
+def test_dvc_dry_run_lists_every_stage():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [dvc, "repro", "--dry", "--force"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for stage in (
+        "train_evaluator",
+        "train_vae",
+        "train_unet",
+        "check_minicanvas",
+        "prompt_set",
+        "validate_prompt_set",
+        "forgetting_set",
+        "erase",
+        "evaluate",
+        "validate_metrics",
+    ):
+        assert f"'{stage}'" in result.stdout, stage
