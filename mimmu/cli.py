@@ -133,82 +133,82 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
     from mimmu.prompt_sets import ANCHORS
     from mimmu.schedule import TIMESTEP_SAMPLING
 
-    d = EraseConfig()
-    parser.add_argument("--method", choices=METHODS, default=d.method, help=f"erasure method (default {d.method})")
+    defaults = EraseConfig()
+    parser.add_argument("--method", choices=METHODS, default=defaults.method, help=f"erasure method (default {defaults.method})")
     parser.add_argument(
         "--anchor",
         choices=ANCHORS,
-        default=d.anchor,
-        help=f"anchor prompt: the prompt without the concept (context) or the empty prompt (default {d.anchor})",
+        default=defaults.anchor,
+        help=f"anchor prompt: the prompt without the concept (context) or the empty prompt (default {defaults.anchor})",
     )
     parser.add_argument(
         "--timestep-sampling",
         choices=TIMESTEP_SAMPLING,
-        default=d.timestep_sampling,
-        help=f"timestep proposal and weights (default {d.timestep_sampling})",
+        default=defaults.timestep_sampling,
+        help=f"timestep proposal and weights (default {defaults.timestep_sampling})",
     )
     parser.add_argument(
         "--trainable",
         choices=TRAINABLE_SETS,
-        default=d.trainable,
-        help=f"trained weights (default {d.trainable}: attn2.to_k and to_v)",
+        default=defaults.trainable,
+        help=f"trained weights (default {defaults.trainable}: attn2.to_k and to_v)",
     )
     parser.add_argument(
         "--lora-rank",
         type=_positive_int,
-        default=d.lora_rank,
-        help=f"adapter rank for --trainable lora_kv (default {d.lora_rank})",
+        default=defaults.lora_rank,
+        help=f"adapter rank for --trainable lora_kv (default {defaults.lora_rank})",
     )
     parser.add_argument(
         "--preserve-null",
         action=argparse.BooleanOptionalAction,
-        default=d.preserve_null,
+        default=defaults.preserve_null,
         help="project updates of to_k and to_v away from the empty prompt's token states (default: off)",
     )
     parser.add_argument(
         "--forgetting-size",
         type=_positive_int,
-        default=d.forgetting_size,
-        help=f"forgetting prompts (one latent each) per concept (default {d.forgetting_size})",
+        default=defaults.forgetting_size,
+        help=f"forgetting prompts (one latent each) per concept (default {defaults.forgetting_size})",
     )
     parser.add_argument(
         "--epochs",
         type=int,
-        default=d.epochs,
-        help=f"passes over the forgetting set; ESD runs as many steps (default {d.epochs})",
+        default=defaults.epochs,
+        help=f"passes over the forgetting set; ESD runs as many steps (default {defaults.epochs})",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=d.batch_size, help=f"latents per step (default {d.batch_size})"
+        "--batch-size", type=_positive_int, default=defaults.batch_size, help=f"latents per step (default {defaults.batch_size})"
     )
     parser.add_argument(
-        "--learning-rate", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate})"
+        "--learning-rate", type=float, default=defaults.learning_rate, help=f"Adam learning rate (default {defaults.learning_rate})"
     )
     parser.add_argument(
         "--mi-tolerance",
         type=float,
-        default=d.mi_tolerance,
+        default=defaults.mi_tolerance,
         help="stop early when the forgetting-set MI falls below this many nats (default 0: off)",
     )
     parser.add_argument(
         "--mi-check-every",
         type=_positive_int,
-        default=d.mi_check_every,
-        help=f"epochs between MI estimates (default {d.mi_check_every})",
+        default=defaults.mi_check_every,
+        help=f"epochs between MI estimates (default {defaults.mi_check_every})",
     )
     parser.add_argument(
-        "--esd-eta", type=float, default=d.esd_eta, help=f"ESD-x negative guidance strength (default {d.esd_eta})"
+        "--esd-eta", type=float, default=defaults.esd_eta, help=f"ESD-x negative guidance strength (default {defaults.esd_eta})"
     )
     parser.add_argument(
-        "--uce-lambda", type=float, default=d.uce_lambda, help=f"UCE ridge term (default {d.uce_lambda})"
+        "--uce-lambda", type=float, default=defaults.uce_lambda, help=f"UCE ridge term (default {defaults.uce_lambda})"
     )
     parser.add_argument(
         "--checkpoint-every",
         type=int,
-        default=d.checkpoint_every,
-        help=f"epochs between checkpoints, 0 for none (default {d.checkpoint_every})",
+        default=defaults.checkpoint_every,
+        help=f"epochs between checkpoints, 0 for none (default {defaults.checkpoint_every})",
     )
     parser.add_argument(
-        "--seed", type=int, default=d.seed, help=f"seed of prompts, forgetting set and training (default {d.seed})"
+        "--seed", type=int, default=defaults.seed, help=f"seed of prompts, forgetting set and training (default {defaults.seed})"
     )
 
 

@@ -94,7 +94,7 @@ class EsdTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            history.losses.append(float(loss))
+            history.losses.append(loss.item())
         self.unet.eval()
         history.seconds = time.perf_counter() - started
         return history
