@@ -47,31 +47,9 @@ def parse_method(spec: str, epochs: int | None = None) -> EraseConfig:
 
 
 def _row(concept: str, spec: str, metrics: dict) -> dict:
-    keys = (
-        "ee",
-        "ua",
-        "ua_base",
-        "chance_rate",
-        "ira",
-        "ira_base",
-        "cra",
-        "cra_base",
-        "context_retention",
-        "context_retention_base",
-        "worst_retained",
-        "worst_retained_concept",
-        "paired_psnr_db",
-        "labels_unchanged",
-        "fd",
-        "mi_target_base",
-        "mi_target_erased",
-        "mi_retained_base",
-        "mi_retained_erased",
-        "erase_seconds",
-        "forgetting_set_seconds",
-        "num_forgetting",
-        "num_retained",
-    )
+    from mimmu.evaluation import SCALAR_METRICS
+
+    keys = (*SCALAR_METRICS, "worst_retained_concept", "num_forgetting", "num_retained")
     return {
         "concept": concept,
         "method": spec,

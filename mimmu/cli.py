@@ -134,7 +134,9 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
     from mimmu.schedule import TIMESTEP_SAMPLING
 
     defaults = EraseConfig()
-    parser.add_argument("--method", choices=METHODS, default=defaults.method, help=f"erasure method (default {defaults.method})")
+    parser.add_argument(
+        "--method", choices=METHODS, default=defaults.method, help=f"erasure method (default {defaults.method})"
+    )
     parser.add_argument(
         "--anchor",
         choices=ANCHORS,
@@ -178,10 +180,16 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         help=f"passes over the forgetting set; ESD runs as many steps (default {defaults.epochs})",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=defaults.batch_size, help=f"latents per step (default {defaults.batch_size})"
+        "--batch-size",
+        type=_positive_int,
+        default=defaults.batch_size,
+        help=f"latents per step (default {defaults.batch_size})",
     )
     parser.add_argument(
-        "--learning-rate", type=float, default=defaults.learning_rate, help=f"Adam learning rate (default {defaults.learning_rate})"
+        "--learning-rate",
+        type=float,
+        default=defaults.learning_rate,
+        help=f"Adam learning rate (default {defaults.learning_rate})",
     )
     parser.add_argument(
         "--mi-tolerance",
@@ -196,7 +204,10 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         help=f"epochs between MI estimates (default {defaults.mi_check_every})",
     )
     parser.add_argument(
-        "--esd-eta", type=float, default=defaults.esd_eta, help=f"ESD-x negative guidance strength (default {defaults.esd_eta})"
+        "--esd-eta",
+        type=float,
+        default=defaults.esd_eta,
+        help=f"ESD-x negative guidance strength (default {defaults.esd_eta})",
     )
     parser.add_argument(
         "--uce-lambda", type=float, default=defaults.uce_lambda, help=f"UCE ridge term (default {defaults.uce_lambda})"
@@ -208,7 +219,10 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         help=f"epochs between checkpoints, 0 for none (default {defaults.checkpoint_every})",
     )
     parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help=f"seed of prompts, forgetting set and training (default {defaults.seed})"
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help=f"seed of prompts, forgetting set and training (default {defaults.seed})",
     )
 
 

@@ -26,6 +26,30 @@ from mimmu.prompt_sets import EvaluationPrompt
 
 logger = logging.getLogger(__name__)
 
+# Scalar metrics of an evaluation, as reported by trackers and benchmark tables.
+SCALAR_METRICS = (
+    "ua",
+    "ua_base",
+    "ee",
+    "chance_rate",
+    "ira",
+    "ira_base",
+    "cra",
+    "cra_base",
+    "context_retention",
+    "context_retention_base",
+    "worst_retained",
+    "paired_psnr_db",
+    "labels_unchanged",
+    "fd",
+    "mi_target_base",
+    "mi_target_erased",
+    "mi_retained_base",
+    "mi_retained_erased",
+    "erase_seconds",
+    "forgetting_set_seconds",
+)
+
 MI_IMAGES = 64  # images per MI estimate
 MI_DRAWS = 4  # timestep and noise draws per image
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -41,9 +42,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def finite_or_none(payload: Any) -> Any:
+    """Return `payload` with NaN and infinite floats replaced by None, so the JSON is standard."""
+    if isinstance(payload, float) and not math.isfinite(payload):
+        return None
+    if isinstance(payload, dict):
+        return {key: finite_or_none(value) for key, value in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [finite_or_none(value) for value in payload]
+    return payload
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write `payload` as indented, key-sorted JSON to `path` atomically."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    """Write `payload` as indented, key-sorted JSON to `path` atomically; NaN and infinity become null."""
+    text = json.dumps(finite_or_none(payload), indent=2, sort_keys=True, allow_nan=False)
+    write_text_atomic(path, text + "\n")
 
 
 @contextlib.contextmanager

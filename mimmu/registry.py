@@ -39,6 +39,7 @@ def tracking_uri() -> str:
 
 def artifact_location() -> str:
     """Return where new experiments store artifacts: MIMMU_ARTIFACT_URI, or a folder beside the database."""
+    # TODO: an s3:// URI here is passed to MLflow as is; no test runs it against an S3 server yet.
     return os.environ.get("MIMMU_ARTIFACT_URI") or (state_dir().resolve() / "mlartifacts").as_uri()
 
 

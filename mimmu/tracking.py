@@ -9,30 +9,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param
 
 from mimmu import registry
-
-# Scalars of the metrics report that are logged as MLflow metrics.
-LOGGED_METRICS = (
-    "ua",
-    "ua_base",
-    "ee",
-    "chance_rate",
-    "ira",
-    "ira_base",
-    "cra",
-    "cra_base",
-    "context_retention",
-    "context_retention_base",
-    "worst_retained",
-    "paired_psnr_db",
-    "labels_unchanged",
-    "fd",
-    "mi_target_base",
-    "mi_target_erased",
-    "mi_retained_base",
-    "mi_retained_erased",
-    "erase_seconds",
-    "forgetting_set_seconds",
-)
+from mimmu.evaluation import SCALAR_METRICS
 
 
 def _flatten(prefix: str, payload: dict) -> dict[str, str]:
@@ -61,7 +38,7 @@ def log_erasure_run(run_id: str, workdir: Path, metrics: dict, decision: dict, d
 
     values = [
         Metric(k, float(metrics[k]), 0, 0)
-        for k in LOGGED_METRICS
+        for k in SCALAR_METRICS
         if isinstance(metrics.get(k), (int, float)) and math.isfinite(metrics[k])
     ]
     training = json.loads((workdir / "erased" / "training.json").read_text())

@@ -110,6 +110,7 @@ class MimmuTrainer:
         self.sampler = TimestepSampler.build(pipeline.scheduler.alphas_cumprod, config.timestep_sampling)
         self.generator = torch.Generator().manual_seed(config.seed)
         # Mixed precision: trainable weights in float32, forward passes autocast to the pipeline's dtype.
+        # TODO: this CUDA float16 path is exercised only through the CPU tests; run it on a GPU.
         self.autocast = self.device.type == "cuda" and self.unet.dtype != torch.float32
 
         prompts = [p.prompt for p in forgetting_set.prompts]
