@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import sys
 from pathlib import Path
 
 from mimmu.errors import MimmuError
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print("gates passed" if decision["passed"] else "gates failed: " + "; ".join(decision["failures"]))
     except MimmuError as error:
-        print(f"mimmu: error: {error}")
+        print(f"mimmu: error: {error}", file=sys.stderr)
         return 2
     return 0
 
