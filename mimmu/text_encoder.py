@@ -28,7 +28,7 @@ def load_text_encoder() -> tuple[PreTrainedTokenizerBase, BertModel]:
 
     path = get_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path, model_max_length=MAX_LENGTH)
-    text_encoder = BertModel.from_pretrained(path, add_pooling_layer=False, use_safetensors=True)
+    text_encoder = BertModel.from_pretrained(path, use_safetensors=True)
     # diffusers passes the attention mask to the encoder only when this flag is set;
     # without it padding would change the states of the real tokens.
     text_encoder.config.use_attention_mask = True
