@@ -1,6 +1,6 @@
 """Training checkpoints: trainable weights, optimizer state and RNG state, verified on load.
 
-A checkpoint is a folder `epoch-NNNN/` with `tensors.safetensors` and `meta.json`;
+A checkpoint is a folder `epoch-NNNN/` with `tensors.safetensors` and `meta.json`.
 meta.json records the SHA-256 of the tensors file, so a truncated or altered file is
 detected instead of silently resuming from wrong weights.
 """

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    # mimmu never downloads weights; a pipeline that asks for the hub should fail, not fetch.
+    # mimmu downloads no weights, so a pipeline that requests the hub fails instead of fetching.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mimmu import commands
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EraseResult:
-    """What an erasure wrote and measured."""
+    """The outputs and measurements of one erasure run."""
 
     out: Path
     record: dict
@@ -31,7 +32,7 @@ class EraseResult:
 
 
 def check_erase_output(out: Path, overwrite: bool) -> None:
-    """Raise unless `out` is new, empty, holds checkpoints to resume from, or may be overwritten."""
+    """Raise unless `out` is new, empty, contains checkpoints to resume from, or may be overwritten."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MimmuError(f"output path {str(out)!r} is a file; pass a folder path with --out")
@@ -131,8 +132,6 @@ def erase(
     )
     write_json_atomic(out / "training.json", {"losses": losses, "mi": mi, "erase_seconds": seconds})
     write_json_atomic(out / "prompt_set.json", prompt_set.to_dict())
-    import shutil
-
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     logger.info("erased %s in %.1f s; wrote %s", ", ".join(concepts), seconds, out)
     return EraseResult(out, record, losses, mi, seconds, forgetting_seconds)

@@ -204,7 +204,10 @@ def evaluate_step(
 
 
 def validate_metrics_file(metrics_path: Path, gates: dict[str, float], evidence: Path) -> dict:
-    """Run the metrics suite; save the result and the per-gate report; return the decision (never raises on failure)."""
+    """Run the metrics suite, save its result and the per-gate report, and return the decision.
+
+    A failed gate is part of the decision, not an exception; only unreadable files raise.
+    """
     from mimmu.validation import validate_metrics
 
     metrics = json.loads(Path(metrics_path).read_text())

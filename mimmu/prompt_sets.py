@@ -1,7 +1,7 @@
 """Prompt sets for erasing concepts: forgetting prompts and anchors, retained and evaluation prompts.
 
 Prompts are built from the MiniCanvas caption templates. Forgetting and retained
-prompts come from the training templates (what the model was taught); evaluation
+prompts come from the training templates, which the model was taught. Evaluation
 prompts come from the held-out templates, so an evaluation measures the concept and
 not memorised strings. Concepts match as whole words, case-insensitively.
 """

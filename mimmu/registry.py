@@ -80,8 +80,8 @@ def registered_model_name(base_model: str) -> str:
 def registry_lock() -> Iterator[None]:
     """Hold an exclusive lock on this machine's registry updates.
 
-    NOTE: the lock is a file under the state folder, so it serialises flows on one
-    machine; flows on several machines against one MLflow server are not serialised.
+    NOTE: the lock is a file under the state folder, so it serialises flows on one machine only.
+    Flows on several machines that share one MLflow server are not serialised by it.
     """
     path = state_dir() / "registry.lock"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Which UNet weights an erasure trains, and the null-prompt projection of their updates.
+"""Selection of the UNet weights an erasure trains, and the null-prompt projection of their updates.
 
 Cross-attention (attn2 in diffusers) is the only part of the UNet that reads the text:
 its key and value projections map token states (L, D) to keys and values. Training only

@@ -186,7 +186,7 @@ class MimmuTrainer:
         progress: bool = True,
         callback: Callable[[int, float], None] | None = None,
     ) -> TrainingHistory:
-        """Run the epochs (resuming from `checkpoint_dir` when it holds a checkpoint) and return the history."""
+        """Run the epochs (resuming from `checkpoint_dir` when it contains a checkpoint) and return the history."""
         from tqdm.auto import tqdm
 
         config = self.config

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 
 from mimmu.concepts import concept_pattern
@@ -65,7 +64,6 @@ def validate_prompt_set(prompt_set: dict, token_counts: dict[str, int], max_toke
     # The regex engine of pandas is Python's re, so the whole-word pattern of mimmu.concepts applies.
     union = "|".join(f"(?:{concept_pattern(c).pattern})" for c in concepts)
     regex = f"(?i){union}"
-    re.compile(regex)
 
     forgetting = pd.DataFrame(prompt_set["forgetting"], columns=["prompt", "anchor", "concept"])
     forgetting["num_tokens"] = [token_counts[p] for p in forgetting["prompt"]]
@@ -103,8 +101,9 @@ def validate_prompt_set(prompt_set: dict, token_counts: dict[str, int], max_toke
     return SuiteResult(ok_f and ok_r, failed_f + failed_r, {"forgetting": result_f, "retained": result_r})
 
 
-# Gate name -> (metric key, base key or None, direction). A "min" gate passes when the value
-# (or, with a base key, value minus base) is at least the threshold; a "max" gate when at most.
+# Gate name -> (metric key, base key or None, direction). A "min" gate passes when the value is
+# at least the threshold, and a "max" gate when it is at most the threshold. A "max_drop" gate
+# passes when the base value minus the value is at most the threshold.
 GATES = {
     "ee_min": ("ee", None, "min"),
     "ira_drop_max": ("ira", "ira_base", "max_drop"),

@@ -1,8 +1,9 @@
 """Prefect tasks, one per lifecycle step, each a thin wrapper over mimmu.lifecycle.
 
-Retries go on the steps that talk to the registry or the artifact store (I/O); the
-erasure step carries the `gpu` tag, whose concurrency limit lets one erasure run at a
-time; the prompt set and forgetting set are cached on their inputs.
+Retries go on the steps that talk to the registry or the artifact store (I/O). The
+compute steps carry the `gpu` tag, whose concurrency limit lets one of them run at a
+time. The prompt set is cached on its inputs, and the forgetting set is reused through
+the library's own store, which is keyed on everything that determines it.
 """
 
 from __future__ import annotations

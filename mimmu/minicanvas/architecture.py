@@ -1,8 +1,8 @@
 """Architectures of the MiniCanvas VAE and UNet, and the schedulers used with them.
 
-The shapes mirror Stable Diffusion at a smaller scale: 32 x 32 RGB images, 8 x 8 x 4
-latents (a VAE with three blocks downsamples by 4), and a UNet that cross-attends to
-384-dimensional MiniLM token states at 8 x 8 and 4 x 4.
+The shapes mirror Stable Diffusion at a smaller scale. Images are 32 x 32 RGB and
+latents 8 x 8 x 4, because a VAE with three blocks downsamples by 4. The UNet
+cross-attends to 384-dimensional MiniLM token states at 8 x 8 and 4 x 4.
 """
 
 from __future__ import annotations

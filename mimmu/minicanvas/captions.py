@@ -1,8 +1,8 @@
 """Caption templates for MiniCanvas and their split into training and held-out sets.
 
 A template names all, some or none of an image's attributes. Training captions come
-from TRAIN_TEMPLATES (plus the empty caption, needed for classifier-free guidance);
-evaluation prompts come from HELDOUT_TEMPLATES, which training never sees, so an
+from TRAIN_TEMPLATES, plus the empty caption that classifier-free guidance needs.
+Evaluation prompts come from HELDOUT_TEMPLATES, which no training caption uses, so an
 evaluation measures concepts rather than memorised strings.
 """
 

@@ -1,7 +1,7 @@
 """Procedural renderer for MiniCanvas images.
 
 An image is 32 x 32 RGB: one object on a dark, mildly noisy background. The object's
-shape, color and texture come from the vocabulary; its position, size and rotation
+shape, color and texture come from the vocabulary. Its position, size and rotation
 are drawn from a seeded generator, so `render(labels, seed)` is a pure function.
 Shapes are drawn at twice the resolution and averaged down, which smooths edges.
 """
