@@ -136,41 +136,62 @@ def build_retained_prompts(concepts: list[str], per_concept: int, rng: np.random
     return list(dict.fromkeys(retained))  # a prompt drawn for two concepts is kept once
 
 
-def build_evaluation_prompts(concepts: list[str], size: int, rng: np.random.Generator) -> list[EvaluationPrompt]:
-    """Draw held-out-template prompts: `size` naming each erased concept, and `size` retained ones.
+RETAINED_PER_FORGETTING = 4  # retained evaluation prompts per forgetting prompt of one concept
+
+
+def _balanced(options: list[str], count: int, rng: np.random.Generator) -> list[str]:
+    """Return `count` values that use every option equally often (up to one), in random order."""
+    tiled = [options[i % len(options)] for i in range(count)]
+    return [tiled[int(i)] for i in rng.permutation(count)]
+
+
+def build_evaluation_prompts(
+    concepts: list[str], size: int, rng: np.random.Generator, retained_size: int | None = None
+) -> list[EvaluationPrompt]:
+    """Draw held-out-template prompts: `size` naming each erased concept, and `retained_size` retained ones.
 
     Retained prompts name another value of an erased concept's attribute (so that the
     erased attribute's accuracy on other values, IRA, is measurable) and no erased concept.
+    Each attribute's retained values are balanced, so every retained concept gets about
+    the same number of images (`retained_size` defaults to RETAINED_PER_FORGETTING * size:
+    512 retained prompts give each of 11 objects 46 images, so one flipped image moves its
+    accuracy by about 0.02).
     """
+    if retained_size is None:
+        retained_size = RETAINED_PER_FORGETTING * size
     templates = full_templates(HELDOUT_TEMPLATES)
     erased = {c: _attribute_value(c) for c in concepts}
     evaluation: list[EvaluationPrompt] = []
-
-    def draw_labels(fixed: dict[str, str], excluded: dict[str, set[str]]) -> Labels:
-        values = {}
-        for attribute, options in ATTRIBUTES.items():
-            allowed = [v for v in options if v not in excluded.get(attribute, set())]
-            values[attribute] = fixed.get(attribute) or allowed[int(rng.integers(len(allowed)))]
-        return Labels(values["object"], values["color"], values["texture"])
 
     excluded: dict[str, set[str]] = {}
     for attribute_value in erased.values():
         if attribute_value:
             excluded.setdefault(attribute_value[0], set()).add(attribute_value[1])
 
+    def allowed(attribute: str) -> list[str]:
+        return [v for v in ATTRIBUTES[attribute] if v not in excluded.get(attribute, set())]
+
+    def draw_labels(fixed: dict[str, str]) -> Labels:
+        values = {}
+        for attribute in ATTRIBUTES:
+            options = allowed(attribute)
+            values[attribute] = fixed.get(attribute) or options[int(rng.integers(len(options)))]
+        return Labels(values["object"], values["color"], values["texture"])
+
     for concept, attribute_value in erased.items():
         if attribute_value is None:
             raise MimmuError(f"concept {concept!r} is not a MiniCanvas attribute value, so it cannot be evaluated")
         attribute, value = attribute_value
         for index in range(size):
-            labels = draw_labels({attribute: value}, excluded)
+            labels = draw_labels({attribute: value})
             prompt = templates[index % len(templates)].format(labels)
             evaluation.append(
                 EvaluationPrompt(prompt, asdict(labels), "forgetting", value, remove_concept(prompt, value))
             )
 
-    for index in range(size):
-        labels = draw_labels({}, excluded)
+    columns = {attribute: _balanced(allowed(attribute), retained_size, rng) for attribute in ATTRIBUTES}
+    for index in range(retained_size):
+        labels = Labels(columns["object"][index], columns["color"][index], columns["texture"][index])
         attribute = erased[concepts[index % len(concepts)]][0]
         value = getattr(labels, attribute)
         prompt = templates[index % len(templates)].format(labels)
