@@ -89,17 +89,33 @@ def generate_outputs(
 
 
 def estimate_mi(
-    pipeline: DiffusionPipeline, latents: torch.Tensor, prompts: list[str], anchors: list[str], seed: int
+    pipeline: DiffusionPipeline,
+    latents: torch.Tensor,
+    prompts: list[str],
+    anchors: list[str],
+    seed: int,
+    groups: list[str] | None = None,
 ) -> dict:
-    """Return the orthogonal-form MI (nats) between prompts and their images, against the anchors."""
-    count = min(MI_IMAGES, len(latents))
+    """Return the orthogonal-form MI (nats) between prompts and their images, against the anchors.
+
+    Uses the first MI_IMAGES images, or with `groups` (the erased concept of each row) the
+    first MI_IMAGES // len(set(groups)) images of each group, so every concept gets a share.
+    """
+    if groups:
+        names = list(dict.fromkeys(groups))
+        share = max(MI_IMAGES // len(names), 1)
+        rows = []
+        for name in names:
+            rows += [i for i, group in enumerate(groups) if group == name][:share]
+    else:
+        rows = list(range(min(MI_IMAGES, len(latents))))
     device = pipeline.device
     pointwise = pointwise_mi(
         pipeline.unet,
         pipeline.scheduler.alphas_cumprod,
-        latents[:count].to(device),
-        embed_prompts(pipeline, prompts[:count]),
-        embed_prompts(pipeline, anchors[:count]),
+        latents[rows].to(device),
+        embed_prompts(pipeline, [prompts[i] for i in rows]),
+        embed_prompts(pipeline, [anchors[i] for i in rows]),
         draws_per_image=MI_DRAWS,
         generator=torch.Generator().manual_seed(seed),
     )
@@ -110,8 +126,10 @@ def _index(attribute: str, value: str) -> int:
     return ATTRIBUTES[attribute].index(value)
 
 
-def _accuracy(outputs: Outputs, expected: list[dict], attributes: list[str]) -> float:
-    hits = [outputs.labels[a][i] == _index(a, e[a]) for i, e in enumerate(expected) for a in attributes]
+def _accuracy(outputs: Outputs, expected: list[dict], attributes: list[str], rows: list[int] | None = None) -> float:
+    """Return the share of (image, attribute) pairs graded as expected, over `rows` (default all)."""
+    rows = range(len(expected)) if rows is None else rows
+    hits = [outputs.labels[a][i] == _index(a, expected[i][a]) for i in rows for a in attributes]
     return float(np.mean(hits)) if hits else float("nan")
 
 
@@ -170,13 +188,19 @@ def compute_metrics(
     """
     forgetting = [e for e in evaluation if e.kind == "forgetting"]
     retained = [e for e in evaluation if e.kind == "retained"]
-    erased_attributes = sorted({_attribute_of(e.concept) for e in forgetting})
-    other_attributes = [a for a in ATTRIBUTES if a not in erased_attributes]
+    forgetting_expected = [e.labels for e in forgetting]
+    retained_expected = [e.labels for e in retained]
 
+    # IRA, CRA and context retention are defined per erased concept k with attribute a_k.
+    # IRA_k is the accuracy of a_k on retained prompts. CRA_k is the accuracy of the other
+    # attributes on retained prompts, and context retention_k their accuracy on k's
+    # forgetting prompts. The reported values are means over the erased concepts, so they
+    # stay defined when an object, a texture and a color are erased together.
     per_concept = {}
     for concept in sorted({e.concept for e in forgetting}):
         rows = [i for i, e in enumerate(forgetting) if e.concept == concept]
         attribute = _attribute_of(concept)
+        others = [a for a in ATTRIBUTES if a != attribute]
         index = _index(attribute, concept)
         rate_base = target_rate(base["forgetting"].labels[attribute][rows], index)
         rate_erased = target_rate(erased["forgetting"].labels[attribute][rows], index)
@@ -188,15 +212,18 @@ def compute_metrics(
             "ua": 1.0 - rate_erased,
             "ua_base": 1.0 - rate_base,
             "ee": erasure_efficacy(rate_base, rate_erased, chance),
+            "ira": _accuracy(erased["retained"], retained_expected, [attribute]),
+            "ira_base": _accuracy(base["retained"], retained_expected, [attribute]),
+            "cra": _accuracy(erased["retained"], retained_expected, others),
+            "cra_base": _accuracy(base["retained"], retained_expected, others),
+            "context_retention": _accuracy(erased["forgetting"], forgetting_expected, others, rows),
+            "context_retention_base": _accuracy(base["forgetting"], forgetting_expected, others, rows),
             "n": len(rows),
         }
 
     def mean_of(key: str) -> float:
         return float(np.mean([values[key] for values in per_concept.values()]))
 
-    forgetting_expected = [e.labels for e in forgetting]
-    retained_expected = [e.labels for e in retained]
-    context_attributes = [a for a in ATTRIBUTES if a not in erased_attributes]
     drops = retained_drops(base["retained"], erased["retained"], retained_expected, set(concepts))
     worst = max(drops.items(), key=lambda item: item[1]["drop"]) if drops else ("", {"drop": float("nan")})
     watched = {n for c in concepts for n in neighbours.get(c, [])}
@@ -205,18 +232,23 @@ def compute_metrics(
 
     metrics = {
         "concepts": concepts,
-        "ua": mean_of("ua"),
-        "ua_base": mean_of("ua_base"),
-        "ee": mean_of("ee"),
-        "chance_rate": mean_of("chance_rate"),
-        "target_rate_base": mean_of("target_rate_base"),
-        "target_rate_erased": mean_of("target_rate_erased"),
-        "ira": _accuracy(erased["retained"], retained_expected, erased_attributes),
-        "ira_base": _accuracy(base["retained"], retained_expected, erased_attributes),
-        "cra": _accuracy(erased["retained"], retained_expected, other_attributes),
-        "cra_base": _accuracy(base["retained"], retained_expected, other_attributes),
-        "context_retention": _accuracy(erased["forgetting"], forgetting_expected, context_attributes),
-        "context_retention_base": _accuracy(base["forgetting"], forgetting_expected, context_attributes),
+        **{
+            key: mean_of(key)
+            for key in (
+                "ua",
+                "ua_base",
+                "ee",
+                "chance_rate",
+                "target_rate_base",
+                "target_rate_erased",
+                "ira",
+                "ira_base",
+                "cra",
+                "cra_base",
+                "context_retention",
+                "context_retention_base",
+            )
+        },
         "worst_retained": worst[1]["drop"],
         "worst_retained_concept": worst[0],
         "retained_drops": drops,
@@ -228,13 +260,13 @@ def compute_metrics(
         "num_forgetting": n_forgetting,
         "num_retained": n_retained,
     }
+    # Sample sizes of the rates, per concept: one graded attribute per retained prompt for IRA,
+    # and two for CRA and context retention. The means over concepts share their images.
     metrics["stderr"] = {
         "ua": binomial_stderr(metrics["ua"], n_forgetting),
-        "ira": binomial_stderr(metrics["ira"], n_retained * len(erased_attributes)),
-        "cra": binomial_stderr(metrics["cra"], n_retained * len(other_attributes)),
-        "context_retention": binomial_stderr(
-            metrics["context_retention"], n_forgetting * max(len(context_attributes), 1)
-        ),
+        "ira": binomial_stderr(metrics["ira"], n_retained),
+        "cra": binomial_stderr(metrics["cra"], 2 * n_retained),
+        "context_retention": binomial_stderr(metrics["context_retention"], 2 * n_forgetting),
         "labels_unchanged": binomial_stderr(metrics["labels_unchanged"], n_retained),
     }
     return metrics
@@ -280,6 +312,7 @@ def evaluate_erased(
         "forgetting": ([e.prompt for e in forgetting], [e.anchor for e in forgetting]),
         "retained": ([e.prompt for e in retained], [e.anchor for e in retained]),
     }
+    mi_groups = {"forgetting": [e.concept for e in forgetting], "retained": None}
 
     pipeline = load_pipeline(base_source, device, dtype)
     key = (str(base_source), tuple(e.prompt for e in evaluation), seed)
@@ -292,7 +325,9 @@ def evaluate_erased(
         base["anchor"] = generate_outputs(
             pipeline, evaluator, groups["forgetting"][1], seed, batch_size, progress, "base anchor"
         )
-        mi_base = {name: estimate_mi(pipeline, base[name].latents, *groups[name], seed) for name in groups}
+        mi_base = {
+            name: estimate_mi(pipeline, base[name].latents, *groups[name], seed, mi_groups[name]) for name in groups
+        }
         neighbours = {c: nearest_concepts(pipeline, c) for c in concepts}
         cached = (base, mi_base, neighbours)
         if base_cache is not None:
@@ -304,7 +339,9 @@ def evaluate_erased(
         name: generate_outputs(pipeline, evaluator, prompts, seed, batch_size, progress, f"erased {name}")
         for name, (prompts, _) in groups.items()
     }
-    mi_erased = {name: estimate_mi(pipeline, erased[name].latents, *groups[name], seed) for name in groups}
+    mi_erased = {
+        name: estimate_mi(pipeline, erased[name].latents, *groups[name], seed, mi_groups[name]) for name in groups
+    }
 
     metrics = compute_metrics(concepts, evaluation, base, erased, neighbours)
     metrics.update(
