@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_erase_options(parser: argparse.ArgumentParser) -> None:
-    from mimmu.config import METHODS, TRAINABLE_SETS, EraseConfig
+    from mimmu.config import METHODS, OPTIMIZERS, TRAINABLE_SETS, EraseConfig
     from mimmu.prompt_sets import ANCHORS
     from mimmu.schedule import TIMESTEP_SAMPLING
 
@@ -168,6 +168,19 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         help="project updates of to_k and to_v away from the empty prompt's token states (default: off)",
     )
     parser.add_argument(
+        "--anchor-images",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.anchor_images,
+        help="also train on an image of each anchor prompt, where the erased model's outputs will be "
+        f"(default: {'on' if defaults.anchor_images else 'off'})",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=defaults.optimizer,
+        help=f"optimizer of MiM-MU; sgd keeps updates in the span of the forgetting prompts' token states (default {defaults.optimizer})",
+    )
+    parser.add_argument(
         "--forgetting-size",
         type=_positive_int,
         default=defaults.forgetting_size,
@@ -189,7 +202,7 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         "--learning-rate",
         type=float,
         default=defaults.learning_rate,
-        help=f"Adam learning rate (default {defaults.learning_rate})",
+        help=f"learning rate of the optimizer (default {defaults.learning_rate})",
     )
     parser.add_argument(
         "--mi-tolerance",
@@ -261,7 +274,7 @@ def _add_erasure_commands(commands) -> None:
         "--num-prompts",
         type=_positive_int,
         default=128,
-        help="evaluation prompts per concept and retained prompts (default 128)",
+        help="forgetting prompts per erased concept; retained prompts are four times as many (default 128)",
     )
     evaluate.add_argument("--seed", type=int, default=1000, help="seed of evaluation prompts and images (default 1000)")
     evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
@@ -308,7 +321,10 @@ def _add_erasure_commands(commands) -> None:
     )
     benchmark.add_argument("--epochs", type=int, default=None, help="override the epochs of every trained method")
     benchmark.add_argument(
-        "--num-prompts", type=_positive_int, default=128, help="evaluation prompts per concept (default 128)"
+        "--num-prompts",
+        type=_positive_int,
+        default=128,
+        help="forgetting prompts per concept; retained prompts are four times as many (default 128)",
     )
     benchmark.add_argument(
         "--out", type=Path, required=True, help="output folder for results.json, results.md and the erased models"

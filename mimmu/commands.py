@@ -138,6 +138,8 @@ def _erase_config(args: argparse.Namespace):
         trainable=args.trainable,
         lora_rank=args.lora_rank,
         preserve_null=args.preserve_null,
+        optimizer=args.optimizer,
+        anchor_images=args.anchor_images,
         forgetting_size=args.forgetting_size,
         epochs=args.epochs,
         batch_size=args.batch_size,

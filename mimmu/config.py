@@ -13,6 +13,7 @@ from mimmu.schedule import TIMESTEP_SAMPLING
 
 METHODS = ("mimmu", "esd", "uce")
 TRAINABLE_SETS = ("kv", "attn2", "lora_kv")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,13 @@ class EraseConfig:
         preserve_null: project every update of to_k and to_v so that the empty prompt's
             keys and values, hence the unconditional prediction, stay exactly unchanged.
             Off by default: on MiniCanvas it lowered paired PSNR and IRA (docs/benchmarks.md).
+        optimizer: "adam", or "sgd" (with momentum 0.9). Plain gradient steps keep every
+            update of to_k and to_v inside the span of the forgetting prompts' token states,
+            so a prompt whose token states are orthogonal to them keeps its keys and values.
+            Adam's per-weight scaling breaks that property. MiM-MU only; ESD-x keeps Adam as published.
+        anchor_images: also train on one image of each anchor prompt (see mimmu.forgetting_set):
+            the concept prompt must then match the anchor prediction on the images the erased
+            model will generate, not only on the concept's own images. Doubles the steps.
         forgetting_size: forgetting prompts (and latents) per concept.
         epochs: passes over the forgetting set (MiM-MU); ESD runs the same number of steps.
         batch_size: latents per optimisation step.
@@ -50,6 +58,8 @@ class EraseConfig:
     trainable: str = "kv"
     lora_rank: int = 4
     preserve_null: bool = False
+    optimizer: str = "adam"
+    anchor_images: bool = False
     forgetting_size: int = 64
     epochs: int = 60
     batch_size: int = 32
@@ -68,6 +78,7 @@ class EraseConfig:
             "anchor": ANCHORS,
             "timestep_sampling": TIMESTEP_SAMPLING,
             "trainable": TRAINABLE_SETS,
+            "optimizer": OPTIMIZERS,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)

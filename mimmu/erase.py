@@ -103,6 +103,7 @@ def erase(
             state_dir() / "forgetting_sets",
             config.seed,
             progress=progress,
+            anchor_images=config.anchor_images,
         )
         forgetting_seconds = time.perf_counter() - started
         trainer = MimmuTrainer(pipeline, forgetting_set, config)

@@ -4,6 +4,13 @@ It is generated once and reused for every epoch and every run with the same inpu
 which is what makes MiM-MU cheaper than methods that sample from the model being
 trained. A set is stored as safetensors latents plus a JSON manifest, in a folder
 named by the digest of everything that determines it.
+
+With `anchor_images`, every forgetting prompt also gets an image of its anchor prompt
+(same seed). Both images are trained with the concept prompt against the anchor
+prediction. Before the erasure, the concept's information sits in the images of the
+concept prompt. After it, the erased model generates anchor-like images for the concept
+prompt, and the remaining information is measured there. Training on both keeps the
+concept words silent on the distribution the erasure moves to.
 """
 
 from __future__ import annotations
@@ -27,26 +34,39 @@ from mimmu.prompt_sets import ForgettingPrompt
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "mimmu-forgetting-set/1"
+FORMAT = "mimmu-forgetting-set/2"
 
 
 @dataclass
 class ForgettingSet:
-    """Latents x_0 (N, C, H, W) in the UNet's latent space, one per forgetting prompt."""
+    """Latents x_0 (N, C, H, W) in the UNet's latent space, one per entry of `prompts`.
+
+    With anchor images, `prompts` lists each forgetting prompt twice: first all images of
+    the prompts, then all images of their anchors (each manifest entry names its image prompt).
+    """
 
     latents: torch.Tensor
     prompts: list[ForgettingPrompt]
     seeds: list[int]
     manifest: dict
     path: Path | None = None
+    anchor_images: bool = False
+
+    @property
+    def concept_latents(self) -> torch.Tensor:
+        """Return the latents of the concept prompts' images (without the anchor images)."""
+        return self.latents[: len(self.latents) // 2] if self.anchor_images else self.latents
 
 
-def forgetting_set_key(model_digest: str, prompts: list[ForgettingPrompt], seeds: list[int], settings: dict) -> str:
-    """Return the digest that names a forgetting set: model, prompts, anchors, seeds and sampler."""
+def forgetting_set_key(
+    model_digest: str, prompts: list[ForgettingPrompt], seeds: list[int], settings: dict, image_prompts: list[str]
+) -> str:
+    """Return the digest that names a forgetting set: model, prompts, anchors, image prompts, seeds and sampler."""
     payload = {
         "format": FORMAT,
         "model_digest": model_digest,
         "prompts": [[p.prompt, p.anchor, p.concept] for p in prompts],
+        "image_prompts": image_prompts,
         "seeds": seeds,
         "settings": settings,
     }
@@ -69,7 +89,9 @@ def load_forgetting_set(folder: Path) -> ForgettingSet:
             f"forgetting set in {str(folder)!r} has {len(latents)} latents for {len(entries)} prompts; delete it to rebuild"
         )
     prompts = [ForgettingPrompt(e["prompt"], e["anchor"], e["concept"]) for e in entries]
-    return ForgettingSet(latents, prompts, [e["seed"] for e in entries], manifest, folder)
+    seeds = [e["seed"] for e in entries]
+    anchor_images = any(e.get("image_prompt", e["prompt"]) != e["prompt"] for e in entries)
+    return ForgettingSet(latents, prompts, seeds, manifest, folder, anchor_images)
 
 
 def build_forgetting_set(
@@ -80,8 +102,12 @@ def build_forgetting_set(
     seed: int = 0,
     batch_size: int = 64,
     progress: bool = True,
+    anchor_images: bool = False,
 ) -> ForgettingSet:
-    """Return the forgetting set for `prompts`, generating it with the (frozen) pipeline unless cached."""
+    """Return the forgetting set for `prompts`, generating it with the (frozen) pipeline unless cached.
+
+    `anchor_images` adds one image of each anchor prompt (same seed as its prompt's image).
+    """
     defaults = sampling_defaults(pipeline)
     settings = {
         "sampler": type(pipeline.scheduler).__name__,
@@ -89,26 +115,31 @@ def build_forgetting_set(
         "guidance_scale": defaults.guidance_scale,
     }
     seeds = [seed + index for index in range(len(prompts))]
-    key = forgetting_set_key(model_digest, prompts, seeds, settings)
+    image_prompts = [p.prompt for p in prompts]
+    if anchor_images:
+        image_prompts += [p.anchor for p in prompts]
+        prompts, seeds = [*prompts, *prompts], seeds + seeds
+    key = forgetting_set_key(model_digest, prompts, seeds, settings, image_prompts)
     folder = Path(cache_dir) / key
     if (folder / "manifest.json").is_file():
         logger.info("reusing forgetting set %s", folder)
         return load_forgetting_set(folder)
 
-    request = GenerationRequest([p.prompt for p in prompts], seeds, batch_size=batch_size)
+    request = GenerationRequest(image_prompts, seeds, batch_size=batch_size)
     latents = generate_latents(pipeline, request, progress=progress, description="forgetting set").float().cpu()
     manifest = {
         "format": FORMAT,
         "key": key,
         "model_digest": model_digest,
         **settings,
+        "anchor_images": anchor_images,
         "entries": [
-            {"prompt": p.prompt, "anchor": p.anchor, "concept": p.concept, "seed": s}
-            for p, s in zip(prompts, seeds, strict=True)
+            {"prompt": p.prompt, "anchor": p.anchor, "concept": p.concept, "image_prompt": i, "seed": s}
+            for p, i, s in zip(prompts, image_prompts, seeds, strict=True)
         ],
     }
     with atomic_directory(folder) as staging:
         save_file({"latents": latents.contiguous()}, staging / "latents.safetensors")
         write_json_atomic(staging / "manifest.json", manifest)
     logger.info("stored forgetting set of %d latents in %s", len(latents), folder)
-    return ForgettingSet(latents, prompts, seeds, manifest, folder)
+    return ForgettingSet(latents, prompts, seeds, manifest, folder, anchor_images)

@@ -160,6 +160,7 @@ def build_forgetting_set_step(model: str, prompt_set_path: Path, config: Pipelin
         state_dir() / "forgetting_sets",
         config.erase.seed,
         progress=False,
+        anchor_images=config.erase.anchor_images,
     )
     return forgetting_set.path
 

@@ -6,7 +6,7 @@ Recipe, per epoch over the forgetting set (see mimmu.objective for the loss):
 2. noise the stored latents: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps;
 3. predict with the trainable UNet on the concept prompt, and with the frozen UNet on
    the anchor prompt;
-4. step Adam on the weighted squared distance, then project the update of to_k and
+4. step the optimizer (Adam or SGD) on the weighted squared distance, then project the update of to_k and
    to_v away from the empty prompt's token states (when preserve_null is set).
 
 Every `mi_check_every` epochs the conditional MI of the forgetting set is estimated with
@@ -121,7 +121,11 @@ class MimmuTrainer:
         self.parameters = select_trainable(self.unet, config.trainable, config.lora_rank, self.generator)
         for parameter in self.parameters.values():
             parameter.data = parameter.data.float()
-        self.optimizer = torch.optim.Adam(list(self.parameters.values()), lr=config.learning_rate)
+        trained = list(self.parameters.values())
+        if config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(trained, lr=config.learning_rate, momentum=0.9)
+        else:
+            self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
         self.projection = None
         if config.preserve_null:
             null_embeds = embed_prompts(pipeline, [""])[0].float().cpu()  # (L, D)
@@ -237,8 +241,10 @@ class MimmuTrainer:
     def estimate_mi(self, seed: int) -> dict:
         """Return the current model's MI estimate on the forgetting set (concept vs anchor prompt)."""
         self.unet.eval()
+        # Measured on the concept prompts' own images, so runs with and without anchor images compare.
+        latents = self.forgetting_set.concept_latents
         estimate = estimate_forgetting_mi(
-            self.unet, self.alphas_cumprod, self.forgetting_set.latents, self.prompt_embeds, self.anchor_embeds, seed
+            self.unet, self.alphas_cumprod, latents, self.prompt_embeds, self.anchor_embeds, seed
         )
         self.unet.train()
         return estimate

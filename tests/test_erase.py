@@ -13,7 +13,7 @@ from mimmu.config import EraseConfig
 from mimmu.embeddings import embed_prompts
 from mimmu.erase import erase
 from mimmu.errors import MimmuError
-from mimmu.forgetting_set import ForgettingSet, build_forgetting_set
+from mimmu.forgetting_set import ForgettingSet, build_forgetting_set, load_forgetting_set
 from mimmu.loading import load_erased, load_pipeline
 from mimmu.prompt_sets import build_prompt_set, check_concepts
 from mimmu.trainable import cross_attention_linears
@@ -94,6 +94,55 @@ def test_forgetting_set_reused(tiny_sd_dir):
     assert manifest["entries"][0]["seed"] == 0
     assert {"prompt", "anchor", "seed"} <= set(manifest["entries"][0])
     assert manifest["guidance_scale"] == 7.5
+
+
+def test_anchor_images_double_the_forgetting_set(tiny_sd_dir):
+    from mimmu.home import state_dir
+
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    prompt_set = build_prompt_set(["star"], "context", 4, seed=0)
+    plain = build_forgetting_set(pipeline, prompt_set.forgetting, "test", state_dir() / "fs", progress=False)
+    doubled = build_forgetting_set(
+        pipeline, prompt_set.forgetting, "test", state_dir() / "fs", progress=False, anchor_images=True
+    )
+    assert doubled.path != plain.path
+    assert len(doubled.latents) == 2 * len(plain.latents) == 8
+    assert doubled.prompts == plain.prompts * 2
+    assert doubled.seeds == plain.seeds * 2
+    entries = json.loads((doubled.path / "manifest.json").read_text())["entries"]
+    assert [e["image_prompt"] for e in entries] == [p.prompt for p in plain.prompts] + [p.anchor for p in plain.prompts]
+    # The first half are the concept prompts' images, identical to the plain set's.
+    torch.testing.assert_close(doubled.latents[:4], plain.latents)
+    assert not torch.allclose(doubled.latents[4:], plain.latents)
+    torch.testing.assert_close(doubled.concept_latents, plain.latents)
+    reloaded = load_forgetting_set(doubled.path)
+    assert reloaded.anchor_images and not load_forgetting_set(plain.path).anchor_images
+
+
+def test_sgd_updates_stay_in_token_span(tiny_sd_dir, tmp_path):
+    """Plain gradient steps change to_k and to_v only along the forgetting prompts' token states; Adam does not."""
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    forgetting_set = _forgetting_set(pipeline, size=1)
+    states = embed_prompts(pipeline, [forgetting_set.prompts[0].prompt])[0].double()  # (L, D)
+    _, singular, vt = torch.linalg.svd(states, full_matrices=True)
+    rank = int((singular > singular[0] * 1e-6).sum())
+    assert rank < states.shape[1], "the test needs token states that do not span the embedding space"
+    outside = vt[rank:]  # (D - rank, D): directions no token state of the prompt has
+
+    def leak(optimizer: str, learning_rate: float) -> float:
+        pipe = load_pipeline(tiny_sd_dir, device="cpu")
+        before = {n: layer.weight.detach().double().clone() for n, layer in cross_attention_linears(pipe.unet).items()}
+        config = EraseConfig(**{**SMALL, "batch_size": 1, "optimizer": optimizer, "learning_rate": learning_rate})
+        MimmuTrainer(pipe, forgetting_set, config).train(None, progress=False)
+        worst = 0.0
+        for name, layer in cross_attention_linears(pipe.unet).items():
+            delta = layer.weight.detach().double() - before[name]
+            worst = max(worst, float((delta @ outside.T).norm() / delta.norm()))
+        return worst
+
+    # The weights are float32, so rounding leaves a share of about 1e-4 outside the span at this step size.
+    assert leak("sgd", 1e-2) < 1e-3
+    assert leak("adam", 1e-3) > 0.1
 
 
 def test_resume_matches_uninterrupted(tiny_sd_dir, tmp_path):
@@ -229,6 +278,7 @@ def test_bad_concepts(concepts, message):
         ({"method": "salun"}, "invalid method 'salun'"),
         ({"anchor": "random"}, "invalid anchor 'random'"),
         ({"trainable": "all"}, "invalid trainable 'all'"),
+        ({"optimizer": "lion"}, "invalid optimizer 'lion'"),
         ({"epochs": -1}, "epochs must be 0 or more"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
