@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +92,32 @@ def sampling_defaults(pipeline: DiffusionPipeline) -> SamplingDefaults:
     )
 
 
+@contextlib.contextmanager
+def _library_warnings_hidden() -> Iterator[None]:
+    """Raise the diffusers and transformers log levels to ERROR, and hide transformers' progress bars, in the block.
+
+    Also hides diffusers' FutureWarning that `torch_dtype` will be renamed `dtype`: the old
+    name is kept because diffusers releases before the rename accept only it.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    bar_enabled = transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
+        if bar_enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def load_pipeline(
     source: str | Path,
     device: str | torch.device | None = None,
@@ -121,21 +150,28 @@ def load_pipeline(
     if marker.get("text_encoder_package") and not (path / "text_encoder").is_dir():
         from mimmu.text_encoder import load_text_encoder
 
-        tokenizer, text_encoder = load_text_encoder()
+        with _library_warnings_hidden():
+            tokenizer, text_encoder = load_text_encoder()
         overrides["tokenizer"], overrides["text_encoder"] = tokenizer, text_encoder.to(torch_dtype)
     if "safety_checker" in index:
         # The safety checker blanks flagged images, which would hide what an erasure changed.
         logger.info("loading %s without its safety checker", path)
         overrides.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
+    # A pipeline with mimmu's own text encoder (MiniCanvas) makes diffusers warn that the
+    # encoder is a BertModel, not a CLIPTextModel, and transformers warn about image
+    # processors the pipeline does not use. Both are expected there, so they are hidden
+    # for such pipelines only; any other model's load warnings reach the user.
+    quiet = _library_warnings_hidden() if "text_encoder" in overrides else contextlib.nullcontext()
     try:
-        pipeline = DiffusionPipeline.from_pretrained(
-            path,
-            torch_dtype=torch_dtype,
-            use_safetensors=None if allow_pickle else True,
-            local_files_only=True,
-            **overrides,
-        )
+        with quiet:
+            pipeline = DiffusionPipeline.from_pretrained(
+                path,
+                torch_dtype=torch_dtype,
+                use_safetensors=None if allow_pickle else True,
+                local_files_only=True,
+                **overrides,
+            )
     except (OSError, ValueError) as error:
         raise MimmuError(f"could not load the pipeline in {str(path)!r}: {error}") from error
     pipeline.set_progress_bar_config(disable=True)
