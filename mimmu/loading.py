@@ -94,7 +94,7 @@ def sampling_defaults(pipeline: DiffusionPipeline) -> SamplingDefaults:
 
 @contextlib.contextmanager
 def _library_warnings_hidden() -> Iterator[None]:
-    """Raise the diffusers and transformers log levels to ERROR, and hide transformers' progress bars, in the block.
+    """Raise the diffusers and transformers log levels to ERROR and hide their loading bars in the block.
 
     Also hides diffusers' FutureWarning that `torch_dtype` will be renamed `dtype`: the old
     name is kept because diffusers releases before the rename accept only it.
@@ -103,9 +103,10 @@ def _library_warnings_hidden() -> Iterator[None]:
     from transformers.utils import logging as transformers_logging
 
     levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
-    bar_enabled = transformers_logging.is_progress_bar_enabled()
+    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
     diffusers_logging.set_verbosity_error()
     transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:
         with warnings.catch_warnings():
@@ -114,7 +115,9 @@ def _library_warnings_hidden() -> Iterator[None]:
     finally:
         diffusers_logging.set_verbosity(levels[0])
         transformers_logging.set_verbosity(levels[1])
-        if bar_enabled:
+        if bars[0]:
+            diffusers_logging.enable_progress_bar()
+        if bars[1]:
             transformers_logging.enable_progress_bar()
 
 

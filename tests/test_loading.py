@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -40,6 +41,27 @@ def test_minicanvas_sampling_defaults(minicanvas_pipeline):
     defaults = sampling_defaults(minicanvas_pipeline)
     assert defaults.num_inference_steps < 50
     assert defaults.guidance_scale > 1.0
+
+
+
+def test_minicanvas_load_is_quiet():
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # diffusers' library logger does not propagate, so a handler on it sees what users would.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    library_logger = logging.getLogger("diffusers")
+    library_logger.addHandler(handler)
+    before = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    try:
+        load_pipeline("minicanvas", device="cpu")
+    finally:
+        library_logger.removeHandler(handler)
+    assert not [r.getMessage() for r in records if "Expected types" in r.getMessage()]
+    assert (diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()) == before
+    assert diffusers_logging.is_progress_bar_enabled()
 
 
 def test_encode_prompts_matches_pipeline(minicanvas_pipeline):
