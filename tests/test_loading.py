@@ -43,7 +43,6 @@ def test_minicanvas_sampling_defaults(minicanvas_pipeline):
     assert defaults.guidance_scale > 1.0
 
 
-
 def test_minicanvas_load_is_quiet():
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
