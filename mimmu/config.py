@@ -29,7 +29,7 @@ class EraseConfig:
         lora_rank: rank of the adapter when trainable is "lora_kv".
         preserve_null: project every update of to_k and to_v so that the empty prompt's
             keys and values, hence the unconditional prediction, stay exactly unchanged.
-            Off by default: on MiniCanvas it lowered paired PSNR and IRA (docs/benchmarks.md).
+            Off by default: on MiniCanvas it helps star but lowers IRA and PSNR on red (docs/benchmarks.md).
         optimizer: "adam", or "sgd" (with momentum 0.9). Plain gradient steps keep every
             update of to_k and to_v inside the span of the forgetting prompts' token states,
             so a prompt whose token states are orthogonal to them keeps its keys and values.

@@ -6,8 +6,9 @@ Recipe, per epoch over the forgetting set (see mimmu.objective for the loss):
 2. noise the stored latents: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps;
 3. predict with the trainable UNet on the concept prompt, and with the frozen UNet on
    the anchor prompt;
-4. step the optimizer (Adam or SGD) on the weighted squared distance, then project the update of to_k and
-   to_v away from the empty prompt's token states (when preserve_null is set).
+4. step the optimizer (Adam or SGD) on the weighted squared distance, then project the
+   update of to_k and to_v away from the empty prompt's token states (when preserve_null
+   is set).
 
 Every `mi_check_every` epochs the conditional MI of the forgetting set is estimated with
 the trainable model, for the MI curve and for early stopping. A NaN or infinite loss
