@@ -171,14 +171,15 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         "--anchor-images",
         action=argparse.BooleanOptionalAction,
         default=defaults.anchor_images,
-        help="also train on an image of each anchor prompt, where the erased model's outputs will be "
-        f"(default: {'on' if defaults.anchor_images else 'off'})",
+        help="mimmu only: also train the concept prompt on an image of each anchor prompt (same seed), "
+        f"which doubles the training steps (default: {'on' if defaults.anchor_images else 'off'})",
     )
     parser.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
         default=defaults.optimizer,
-        help=f"optimizer of MiM-MU; sgd keeps updates in the span of the forgetting prompts' token states (default {defaults.optimizer})",
+        help="optimizer of MiM-MU. With sgd, updates of to_k and to_v stay in the span of the forgetting "
+        f"prompts' token states (default {defaults.optimizer})",
     )
     parser.add_argument(
         "--forgetting-size",

@@ -30,17 +30,20 @@ class EraseConfig:
         preserve_null: project every update of to_k and to_v so that the empty prompt's
             keys and values, hence the unconditional prediction, stay exactly unchanged.
             Off by default: on MiniCanvas it helps star but lowers IRA and PSNR on red (docs/benchmarks.md).
-        optimizer: "adam", or "sgd" (with momentum 0.9). Plain gradient steps keep every
-            update of to_k and to_v inside the span of the forgetting prompts' token states,
-            so a prompt whose token states are orthogonal to them keeps its keys and values.
-            Adam's per-weight scaling breaks that property. MiM-MU only; ESD-x keeps Adam as published.
-        anchor_images: also train on one image of each anchor prompt (see mimmu.forgetting_set):
-            the concept prompt must then match the anchor prediction on the images the erased
+        optimizer: "adam", or "sgd" (with momentum 0.9). With trainable "kv" or "attn2",
+            plain gradient steps keep every update of to_k and to_v inside the span of the
+            forgetting prompts' token states, so a prompt whose token states are orthogonal
+            to them keeps its keys and values. Adam's per-weight scaling breaks that
+            property. The span is nearly the whole space once there are a few dozen prompts.
+            MiM-MU only; ESD-x keeps Adam as published.
+        anchor_images: also train on one image of each anchor prompt (see mimmu.forgetting_set).
+            The concept prompt must then match the anchor prediction on the images the erased
             model will generate, not only on the concept's own images. Doubles the steps.
-        forgetting_size: forgetting prompts (and latents) per concept.
+            MiM-MU only.
+        forgetting_size: forgetting prompts per concept (one latent each, two with anchor_images).
         epochs: passes over the forgetting set (MiM-MU); ESD runs the same number of steps.
         batch_size: latents per optimisation step.
-        learning_rate: Adam learning rate.
+        learning_rate: learning rate of the optimizer (Adam unless optimizer is "sgd").
         mi_tolerance: stop early once the forgetting set's estimated MI, in nats, is below
             this; 0 disables early stopping.
         mi_check_every: epochs between MI estimates for early stopping and the MI curve.
@@ -95,6 +98,11 @@ class EraseConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise MimmuError(f"{name} must be a finite number of at least 0, got {value}")
+        if self.method != "mimmu" and (self.optimizer != "adam" or self.anchor_images):
+            raise MimmuError(
+                f"optimizer {self.optimizer!r} and anchor_images={self.anchor_images} apply to method 'mimmu' only, "
+                f"not {self.method!r}; leave them at their defaults (adam, false) for {self.method}"
+            )
         if self.learning_rate == 0 and self.method != "uce" and self.epochs > 0:
             raise MimmuError("learning_rate is 0, so training would change nothing; pass a positive rate or --epochs 0")
 

@@ -21,7 +21,7 @@ from mimmu.metrics.rates import binomial_stderr, erasure_efficacy, target_rate
 from mimmu.minicanvas.check import images_to_tensor
 from mimmu.minicanvas.evaluator import Evaluator
 from mimmu.minicanvas.vocabulary import ATTRIBUTES, ENTANGLED_PAIRS
-from mimmu.mutual_information import pointwise_mi, summarize
+from mimmu.mutual_information import pointwise_mi, rows_per_group, summarize
 from mimmu.prompt_sets import EvaluationPrompt
 
 logger = logging.getLogger(__name__)
@@ -101,14 +101,7 @@ def estimate_mi(
     Uses the first MI_IMAGES images, or with `groups` (the erased concept of each row) the
     first MI_IMAGES // len(set(groups)) images of each group, so every concept gets a share.
     """
-    if groups:
-        names = list(dict.fromkeys(groups))
-        share = max(MI_IMAGES // len(names), 1)
-        rows = []
-        for name in names:
-            rows += [i for i, group in enumerate(groups) if group == name][:share]
-    else:
-        rows = list(range(min(MI_IMAGES, len(latents))))
+    rows = rows_per_group(groups, MI_IMAGES) if groups else list(range(min(MI_IMAGES, len(latents))))
     device = pipeline.device
     pointwise = pointwise_mi(
         pipeline.unet,
@@ -261,12 +254,13 @@ def compute_metrics(
         "num_retained": n_retained,
     }
     # Sample sizes of the rates, per concept: one graded attribute per retained prompt for IRA,
-    # and two for CRA and context retention. The means over concepts share their images.
+    # and each other attribute for CRA and context retention. The means share their images.
+    other_count = len(ATTRIBUTES) - 1
     metrics["stderr"] = {
         "ua": binomial_stderr(metrics["ua"], n_forgetting),
         "ira": binomial_stderr(metrics["ira"], n_retained),
-        "cra": binomial_stderr(metrics["cra"], 2 * n_retained),
-        "context_retention": binomial_stderr(metrics["context_retention"], 2 * n_forgetting),
+        "cra": binomial_stderr(metrics["cra"], other_count * n_retained),
+        "context_retention": binomial_stderr(metrics["context_retention"], other_count * n_forgetting),
         "labels_unchanged": binomial_stderr(metrics["labels_unchanged"], n_retained),
     }
     return metrics

@@ -9,8 +9,9 @@ With `anchor_images`, every forgetting prompt also gets an image of its anchor p
 (same seed). Both images are trained with the concept prompt against the anchor
 prediction. Before the erasure, the concept's information sits in the images of the
 concept prompt. After it, the erased model generates anchor-like images for the concept
-prompt, and the remaining information is measured there. Training on both keeps the
-concept words silent on the distribution the erasure moves to.
+prompt, and the remaining information is measured there. Training on both aims to keep
+the concept words silent on the distribution the erasure moves to (on MiniCanvas, red's
+remaining MI fell from 1.04 to 0.65 of the base's; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -90,7 +91,14 @@ def load_forgetting_set(folder: Path) -> ForgettingSet:
         )
     prompts = [ForgettingPrompt(e["prompt"], e["anchor"], e["concept"]) for e in entries]
     seeds = [e["seed"] for e in entries]
-    anchor_images = any(e.get("image_prompt", e["prompt"]) != e["prompt"] for e in entries)
+    anchor_images = bool(manifest.get("anchor_images", False))
+    half = len(entries) // 2
+    expected_images = [e["prompt"] for e in entries[:half]] + [e["anchor"] for e in entries[:half]]
+    if anchor_images and (len(entries) % 2 or [e.get("image_prompt") for e in entries] != expected_images):
+        raise MimmuError(
+            f"invalid forgetting set in {str(folder)!r}: its manifest sets anchor_images, but its entries are not "
+            "the prompts' images followed by their anchors' images; delete the folder to rebuild it"
+        )
     return ForgettingSet(latents, prompts, seeds, manifest, folder, anchor_images)
 
 

@@ -94,7 +94,7 @@ def sampling_defaults(pipeline: DiffusionPipeline) -> SamplingDefaults:
 
 @contextlib.contextmanager
 def _library_warnings_hidden() -> Iterator[None]:
-    """Raise the diffusers and transformers log levels to ERROR and hide their loading bars in the block.
+    """Raise the diffusers and transformers log levels to at least ERROR and hide their loading bars in the block.
 
     Also hides diffusers' FutureWarning that `torch_dtype` will be renamed `dtype`: the old
     name is kept because diffusers releases before the rename accept only it.
@@ -104,8 +104,9 @@ def _library_warnings_hidden() -> Iterator[None]:
 
     levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
     bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
+    # Raise only: a user who set CRITICAL keeps it.
+    diffusers_logging.set_verbosity(max(levels[0], logging.ERROR))
+    transformers_logging.set_verbosity(max(levels[1], logging.ERROR))
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:

@@ -95,6 +95,21 @@ def pointwise_mi(
     return torch.cat(values).view(count, draws_per_image).mean(dim=1).cpu()
 
 
+def rows_per_group(groups: list[str], count: int) -> list[int]:
+    """Return up to `count` row indices: the first count // G rows of each of the G groups, in group order.
+
+    An MI estimate over several erased concepts uses it, so that every concept gets its share.
+    """
+    names = list(dict.fromkeys(groups))
+    if not names:
+        return []
+    share = max(count // len(names), 1)
+    rows: list[int] = []
+    for name in names:
+        rows += [i for i, group in enumerate(groups) if group == name][:share]
+    return rows
+
+
 def summarize(pointwise: torch.Tensor, draws_per_image: int, form: str) -> MIEstimate:
     """Return the mean of pointwise estimates (N,) with its standard error over images."""
     count = len(pointwise)

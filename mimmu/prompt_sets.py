@@ -20,6 +20,7 @@ from mimmu.minicanvas.render import Labels
 from mimmu.minicanvas.vocabulary import ATTRIBUTES, COLORS, OBJECTS, TEXTURES
 
 ANCHORS = ("empty", "context")
+RETAINED_PER_FORGETTING = 4  # retained evaluation prompts per forgetting prompt of one concept
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,7 @@ def build_retained_prompts(concepts: list[str], per_concept: int, rng: np.random
     return list(dict.fromkeys(retained))  # a prompt drawn for two concepts is kept once
 
 
-RETAINED_PER_FORGETTING = 4  # retained evaluation prompts per forgetting prompt of one concept
-
-
-def _balanced(options: list[str], count: int, rng: np.random.Generator) -> list[str]:
+def _draw_balanced(options: list[str], count: int, rng: np.random.Generator) -> list[str]:
     """Return `count` values that use every option equally often (up to one), in random order."""
     tiled = [options[i % len(options)] for i in range(count)]
     return [tiled[int(i)] for i in rng.permutation(count)]
@@ -157,6 +155,8 @@ def build_evaluation_prompts(
     512 retained prompts give each of 11 objects 46 images, so one flipped image moves its
     accuracy by about 0.02).
     """
+    if not concepts:
+        raise MimmuError("no concept given to evaluate; pass at least one erased concept")
     if retained_size is None:
         retained_size = RETAINED_PER_FORGETTING * size
     templates = full_templates(HELDOUT_TEMPLATES)
@@ -170,6 +170,12 @@ def build_evaluation_prompts(
 
     def allowed(attribute: str) -> list[str]:
         return [v for v in ATTRIBUTES[attribute] if v not in excluded.get(attribute, set())]
+
+    for attribute in ATTRIBUTES:
+        if not allowed(attribute):
+            raise MimmuError(
+                f"every {attribute} is erased, so no retained prompt can name one; keep at least one {attribute}"
+            )
 
     def draw_labels(fixed: dict[str, str]) -> Labels:
         values = {}
@@ -189,7 +195,7 @@ def build_evaluation_prompts(
                 EvaluationPrompt(prompt, asdict(labels), "forgetting", value, remove_concept(prompt, value))
             )
 
-    columns = {attribute: _balanced(allowed(attribute), retained_size, rng) for attribute in ATTRIBUTES}
+    columns = {attribute: _draw_balanced(allowed(attribute), retained_size, rng) for attribute in ATTRIBUTES}
     for index in range(retained_size):
         labels = Labels(columns["object"][index], columns["color"][index], columns["texture"][index])
         attribute = erased[concepts[index % len(concepts)]][0]

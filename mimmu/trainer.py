@@ -38,7 +38,7 @@ from mimmu.config import EraseConfig
 from mimmu.embeddings import embed_prompts
 from mimmu.errors import MimmuError
 from mimmu.forgetting_set import ForgettingSet
-from mimmu.mutual_information import pointwise_mi, summarize
+from mimmu.mutual_information import pointwise_mi, rows_per_group, summarize
 from mimmu.objective import mimmu_loss
 from mimmu.schedule import TimestepSampler
 from mimmu.trainable import NullProjection, bake_low_rank, null_space_projector, select_trainable
@@ -80,18 +80,23 @@ def estimate_forgetting_mi(
     latents: torch.Tensor,
     prompt_embeds: torch.Tensor,
     anchor_embeds: torch.Tensor,
+    concepts: list[str],
     seed: int,
 ) -> dict:
-    """Return the orthogonal-form MI of the first MI_SUBSET forgetting latents, as a dict."""
-    count = min(MI_SUBSET, len(latents))
+    """Return the orthogonal-form MI of MI_SUBSET forgetting latents, as a dict.
+
+    `concepts` names the erased concept of each latent. Each concept contributes its first
+    latents in equal shares, so a multi-concept run tracks every concept.
+    """
+    rows = rows_per_group(concepts, MI_SUBSET)
     generator = torch.Generator().manual_seed(seed)
     device = prompt_embeds.device
     pointwise = pointwise_mi(
         unet,
         alphas_cumprod,
-        latents[:count].to(device),
-        prompt_embeds[:count],
-        anchor_embeds[:count],
+        latents[rows].to(device),
+        prompt_embeds[rows],
+        anchor_embeds[rows],
         draws_per_image=4,
         generator=generator,
     )
@@ -244,8 +249,9 @@ class MimmuTrainer:
         self.unet.eval()
         # Measured on the concept prompts' own images, so runs with and without anchor images compare.
         latents = self.forgetting_set.concept_latents
+        concepts = [p.concept for p in self.forgetting_set.prompts[: len(latents)]]
         estimate = estimate_forgetting_mi(
-            self.unet, self.alphas_cumprod, latents, self.prompt_embeds, self.anchor_embeds, seed
+            self.unet, self.alphas_cumprod, latents, self.prompt_embeds, self.anchor_embeds, concepts, seed
         )
         self.unet.train()
         return estimate

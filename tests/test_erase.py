@@ -15,6 +15,7 @@ from mimmu.erase import erase
 from mimmu.errors import MimmuError
 from mimmu.forgetting_set import ForgettingSet, build_forgetting_set, load_forgetting_set
 from mimmu.loading import load_erased, load_pipeline
+from mimmu.mutual_information import rows_per_group
 from mimmu.prompt_sets import build_prompt_set, check_concepts
 from mimmu.trainable import cross_attention_linears
 from mimmu.trainer import MimmuTrainer
@@ -116,7 +117,8 @@ def test_anchor_images_double_the_forgetting_set(tiny_sd_dir):
     assert not torch.allclose(doubled.latents[4:], plain.latents)
     torch.testing.assert_close(doubled.concept_latents, plain.latents)
     reloaded = load_forgetting_set(doubled.path)
-    assert reloaded.anchor_images and not load_forgetting_set(plain.path).anchor_images
+    assert reloaded.anchor_images
+    assert not load_forgetting_set(plain.path).anchor_images
 
 
 def test_sgd_updates_stay_in_token_span(tiny_sd_dir, tmp_path):
@@ -137,6 +139,7 @@ def test_sgd_updates_stay_in_token_span(tiny_sd_dir, tmp_path):
         worst = 0.0
         for name, layer in cross_attention_linears(pipe.unet).items():
             delta = layer.weight.detach().double() - before[name]
+            assert delta.norm() > 0, f"{optimizer} left {name} unchanged"
             worst = max(worst, float((delta @ outside.T).norm() / delta.norm()))
         return worst
 
@@ -279,6 +282,8 @@ def test_bad_concepts(concepts, message):
         ({"anchor": "random"}, "invalid anchor 'random'"),
         ({"trainable": "all"}, "invalid trainable 'all'"),
         ({"optimizer": "lion"}, "invalid optimizer 'lion'"),
+        ({"method": "esd", "optimizer": "sgd"}, "apply to method 'mimmu' only"),
+        ({"method": "uce", "anchor_images": True}, "apply to method 'mimmu' only"),
         ({"epochs": -1}, "epochs must be 0 or more"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
@@ -304,3 +309,27 @@ def test_export_roundtrip(tiny_sd_dir, tmp_path):
     erased = load_pipeline(tmp_path / "erased", device="cpu")
     for name, value in erased.unet.state_dict().items():
         assert torch.equal(exported.unet.state_dict()[name], value), name
+
+
+def test_anchor_images_layout_checked(tiny_sd_dir):
+    from mimmu.home import state_dir
+
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    prompt_set = build_prompt_set(["star"], "context", 2, seed=0)
+    doubled = build_forgetting_set(
+        pipeline, prompt_set.forgetting, "test", state_dir() / "fs", progress=False, anchor_images=True
+    )
+    manifest_path = doubled.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["entries"][2]["image_prompt"] = manifest["entries"][0]["prompt"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(MimmuError, match="its manifest sets anchor_images"):
+        load_forgetting_set(doubled.path)
+
+
+def test_mi_rows_cover_every_concept():
+    groups = ["star"] * 40 + ["red"] * 40 + ["striped"] * 5
+    rows = rows_per_group(groups, 64)
+    assert rows == list(range(21)) + list(range(40, 61)) + list(range(80, 85))
+    assert rows_per_group(["star"] * 128, 64) == list(range(64))
+    assert rows_per_group([], 64) == []

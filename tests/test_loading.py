@@ -43,7 +43,7 @@ def test_minicanvas_sampling_defaults(minicanvas_pipeline):
     assert defaults.guidance_scale > 1.0
 
 
-def test_minicanvas_load_is_quiet():
+def test_minicanvas_load_is_quiet(recwarn):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -59,8 +59,10 @@ def test_minicanvas_load_is_quiet():
     finally:
         library_logger.removeHandler(handler)
     assert not [r.getMessage() for r in records if "Expected types" in r.getMessage()]
+    assert not [str(w.message) for w in recwarn if "torch_dtype" in str(w.message)]
     assert (diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()) == before
     assert diffusers_logging.is_progress_bar_enabled()
+    assert transformers_logging.is_progress_bar_enabled()
 
 
 def test_encode_prompts_matches_pipeline(minicanvas_pipeline):

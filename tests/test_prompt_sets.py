@@ -50,3 +50,13 @@ def test_retained_size_and_reproducibility():
 def test_concept_outside_the_vocabulary_cannot_be_evaluated():
     with pytest.raises(MimmuError, match="not a MiniCanvas attribute value"):
         build_evaluation_prompts(["teapot"], 4, np.random.default_rng(0))
+
+
+def test_all_values_of_an_attribute_erased_rejected():
+    with pytest.raises(MimmuError, match="every texture is erased"):
+        build_evaluation_prompts(list(ATTRIBUTES["texture"]), 4, np.random.default_rng(0))
+
+
+def test_no_concept_rejected():
+    with pytest.raises(MimmuError, match="no concept given"):
+        build_evaluation_prompts([], 4, np.random.default_rng(0))
