@@ -217,6 +217,9 @@ def compute_metrics(
     def mean_of(key: str) -> float:
         return float(np.mean([values[key] for values in per_concept.values()]))
 
+    # Every per-concept rate is averaged over concepts; "n" is a sample size, not a rate.
+    averaged = [key for key in next(iter(per_concept.values())) if key != "n"]
+
     drops = retained_drops(base["retained"], erased["retained"], retained_expected, set(concepts))
     worst = max(drops.items(), key=lambda item: item[1]["drop"]) if drops else ("", {"drop": float("nan")})
     watched = {n for c in concepts for n in neighbours.get(c, [])}
@@ -225,23 +228,7 @@ def compute_metrics(
 
     metrics = {
         "concepts": concepts,
-        **{
-            key: mean_of(key)
-            for key in (
-                "ua",
-                "ua_base",
-                "ee",
-                "chance_rate",
-                "target_rate_base",
-                "target_rate_erased",
-                "ira",
-                "ira_base",
-                "cra",
-                "cra_base",
-                "context_retention",
-                "context_retention_base",
-            )
-        },
+        **{key: mean_of(key) for key in averaged},
         "worst_retained": worst[1]["drop"],
         "worst_retained_concept": worst[0],
         "retained_drops": drops,

@@ -42,8 +42,9 @@ FORMAT = "mimmu-forgetting-set/2"
 class ForgettingSet:
     """Latents x_0 (N, C, H, W) in the UNet's latent space, one per entry of `prompts`.
 
-    With anchor images, `prompts` lists each forgetting prompt twice: first all images of
-    the prompts, then all images of their anchors (each manifest entry names its image prompt).
+    With anchor images, `prompts` lists each forgetting prompt twice. The first half goes
+    with the prompts' own images and the second half with their anchors' images, and each
+    manifest entry names its image prompt.
     """
 
     latents: torch.Tensor
@@ -74,6 +75,13 @@ def forgetting_set_key(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:24]
 
 
+def _is_anchor_image_layout(entries: list[dict]) -> bool:
+    """Return whether the entries are the prompts' images followed by their anchors' images."""
+    half = len(entries) // 2
+    expected = [e["prompt"] for e in entries[:half]] + [e["anchor"] for e in entries[:half]]
+    return len(entries) % 2 == 0 and [e.get("image_prompt") for e in entries] == expected
+
+
 def load_forgetting_set(folder: Path) -> ForgettingSet:
     """Load a stored forgetting set, checking that the latents match the manifest."""
     folder = Path(folder)
@@ -92,9 +100,7 @@ def load_forgetting_set(folder: Path) -> ForgettingSet:
     prompts = [ForgettingPrompt(e["prompt"], e["anchor"], e["concept"]) for e in entries]
     seeds = [e["seed"] for e in entries]
     anchor_images = bool(manifest.get("anchor_images", False))
-    half = len(entries) // 2
-    expected_images = [e["prompt"] for e in entries[:half]] + [e["anchor"] for e in entries[:half]]
-    if anchor_images and (len(entries) % 2 or [e.get("image_prompt") for e in entries] != expected_images):
+    if anchor_images and not _is_anchor_image_layout(entries):
         raise MimmuError(
             f"invalid forgetting set in {str(folder)!r}: its manifest sets anchor_images, but its entries are not "
             "the prompts' images followed by their anchors' images; delete the folder to rebuild it"

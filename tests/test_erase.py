@@ -97,7 +97,7 @@ def test_forgetting_set_reused(tiny_sd_dir):
     assert manifest["guidance_scale"] == 7.5
 
 
-def test_anchor_images_double_the_forgetting_set(tiny_sd_dir):
+def test_anchor_images_double_set(tiny_sd_dir):
     from mimmu.home import state_dir
 
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")

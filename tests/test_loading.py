@@ -47,7 +47,7 @@ def test_minicanvas_load_is_quiet(recwarn):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    # diffusers' library logger does not propagate, so a handler on it sees what users would.
+    # diffusers' library logger does not propagate, so a handler on it records what users would get.
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append

@@ -68,7 +68,7 @@ def test_flipped_orange_is_worst_retained(sequential):
     assert metrics["labels_unchanged"] == pytest.approx(1 - share)
 
 
-def test_erasure_efficacy_counts_from_the_chance_rate(sequential):
+def test_ee_relative_to_chance_rate(sequential):
     concepts, evaluation, base = sequential
     forgetting = [e for e in evaluation if e.kind == "forgetting"]
     stars = [i for i, e in enumerate(forgetting) if e.concept == "star"]

@@ -27,7 +27,7 @@ def test_forgetting_prompts_name_concept():
 
 
 @pytest.mark.parametrize("concepts", [["star"], ["star", "red"]])
-def test_retained_prompts_are_balanced_and_exclude_erased(concepts):
+def test_retained_prompts_balanced(concepts):
     forgetting, retained = _split(build_evaluation_prompts(concepts, 40, np.random.default_rng(3)))
     assert len(forgetting) == 40 * len(concepts)
     assert len(retained) == RETAINED_PER_FORGETTING * 40
@@ -47,12 +47,12 @@ def test_retained_size_and_reproducibility():
     assert len(_split(first)[1]) == 30
 
 
-def test_concept_outside_the_vocabulary_cannot_be_evaluated():
+def test_unknown_concept_rejected():
     with pytest.raises(MimmuError, match="not a MiniCanvas attribute value"):
         build_evaluation_prompts(["teapot"], 4, np.random.default_rng(0))
 
 
-def test_all_values_of_an_attribute_erased_rejected():
+def test_fully_erased_attribute_rejected():
     with pytest.raises(MimmuError, match="every texture is erased"):
         build_evaluation_prompts(list(ATTRIBUTES["texture"]), 4, np.random.default_rng(0))
 
