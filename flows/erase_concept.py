@@ -2,9 +2,10 @@
 
     python -m flows.erase_concept --concept star [--model minicanvas] [--epochs N]
 
-Steps: prepare the prompt set, validate it (GX), build the forgetting set, erase,
-evaluate, validate the metrics against the gates (GX), log everything to MLflow,
-register a candidate version, and move `production` to it only when every gate passes.
+Steps: check the configured S3 buckets, prepare the prompt set, validate it (GX),
+build the forgetting set, erase, evaluate, validate the metrics against the gates (GX),
+log everything to MLflow, register a candidate version, and move `production` to it
+only when every gate passes.
 A candidate built on production carries production's erased concepts plus the new one.
 
 Exit codes: 0 promoted (or already erased), 2 invalid input, 3 rejected by a gate,
@@ -73,6 +74,7 @@ def build_flow():
         steps.ensure_gpu_limit()
         config = load_pipeline_config(params).with_epochs(epochs)
         concept = normalize_concept(concept)
+        steps.check_object_stores()
         run_key = flow_run.get_id() or "local"
         workdir = state_dir().resolve() / "runs" / str(run_key)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -81,11 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     verify = audit_commands.add_parser(
-        "verify", help="check that no record was altered", description="Recompute the hash chain of the audit log."
+        "verify",
+        help="check that no record was altered",
+        description="Recompute the hash chain of the audit log and, when an S3 copy is configured, "
+        "check the copy's chain and that it equals the local log.",
     )
     verify.add_argument(
         "--log", type=Path, default=None, help="audit log file (default $MIMMU_HOME/audit/decisions.jsonl)"
     )
+    remote = verify.add_mutually_exclusive_group()
+    remote.add_argument(
+        "--s3",
+        metavar="URI",
+        default=None,
+        help="s3://BUCKET/PREFIX that contains the copy (default $MIMMU_AUDIT_S3_URI). No copy is checked when neither is set.",
+    )
+    remote.add_argument("--local-only", action="store_true", help="check the local log only, even when a copy is set")
 
     minicanvas = commands.add_parser(
         "minicanvas",

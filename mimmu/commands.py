@@ -318,13 +318,20 @@ def run_registry(args: argparse.Namespace) -> int:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    """Verify the audit log's hash chain."""
-    from mimmu.audit import verify_log
+    """Verify the audit log's hash chain, and its S3 copy when one is configured."""
+    from mimmu.audit import copy_object, copy_uri, verify_copy, verify_log
     from mimmu.home import state_dir
+    from mimmu.object_store import parse_s3_uri
 
     log = args.log or state_dir() / "audit" / "decisions.jsonl"
+    prefix = None
+    if not args.local_only:
+        prefix = parse_s3_uri(args.s3, "--s3") if args.s3 is not None else copy_uri()
     if not Path(log).is_file():
         raise MimmuError(f"audit log {str(log)!r} not found; run a flow first or pass --log")
     count = verify_log(log)
     print(f"{log}: {count} records, chain intact")
+    if prefix is not None:
+        verify_copy(log, prefix)
+        print(f"{copy_object(log, prefix)}: identical copy, chain intact")
     return 0

@@ -76,6 +76,24 @@ def load_tokenizer(model: str):
     return AutoTokenizer.from_pretrained(path / "tokenizer")
 
 
+def check_object_stores() -> list[str]:
+    """Check the bucket of every configured S3 location (MLflow artifacts, audit-log copies) and return the URIs checked.
+
+    The flow runs this first, so a missing bucket or an unreachable store fails the run
+    before any compute and before the audit log is touched.
+    """
+    from mimmu import audit, registry
+    from mimmu.object_store import check_bucket
+
+    locations = {registry.ARTIFACT_URI_VARIABLE: registry.artifact_s3_uri(), audit.COPY_URI_VARIABLE: audit.copy_uri()}
+    checked = []
+    for setting, uri in locations.items():
+        if uri is not None:
+            check_bucket(uri, setting)
+            checked.append(str(uri))
+    return checked
+
+
 def prepare_prompt_set(model: str, concepts: list[str], config: PipelineConfig, out: Path) -> Path:
     """Build the prompt set for `concepts` and write it, with token counts, to `out` (JSON)."""
     from mimmu.prompt_sets import build_prompt_set, check_concepts

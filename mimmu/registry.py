@@ -20,11 +20,13 @@ from pathlib import Path
 
 from mimmu.errors import MimmuError
 from mimmu.home import state_dir
+from mimmu.object_store import S3Uri, looks_like_s3, parse_s3_uri
 
 logger = logging.getLogger(__name__)
 
 CANDIDATE = "candidate"
 PRODUCTION = "production"
+ARTIFACT_URI_VARIABLE = "MIMMU_ARTIFACT_URI"
 
 
 def tracking_uri() -> str:
@@ -37,10 +39,24 @@ def tracking_uri() -> str:
     return f"sqlite:///{home / 'mlflow.db'}"
 
 
+def artifact_s3_uri() -> S3Uri | None:
+    """Return MIMMU_ARTIFACT_URI parsed as an S3 URI when it names one, or None for other locations."""
+    value = os.environ.get(ARTIFACT_URI_VARIABLE)
+    if not value or not looks_like_s3(value):
+        return None
+    return parse_s3_uri(value, ARTIFACT_URI_VARIABLE)
+
+
 def artifact_location() -> str:
-    """Return where new experiments store artifacts: MIMMU_ARTIFACT_URI, or a folder beside the database."""
-    # TODO: an s3:// URI here is passed to MLflow as is; no test runs it against an S3 server yet.
-    return os.environ.get("MIMMU_ARTIFACT_URI") or (state_dir().resolve() / "mlartifacts").as_uri()
+    """Return where new experiments store artifacts: MIMMU_ARTIFACT_URI, or a folder beside the database.
+
+    An s3:// value is validated first. MLflow's S3 artifact store then reaches it at
+    MLFLOW_S3_ENDPOINT_URL. Other values go to MLflow unchanged.
+    """
+    s3_uri = artifact_s3_uri()
+    if s3_uri is not None:
+        return str(s3_uri)
+    return os.environ.get(ARTIFACT_URI_VARIABLE) or (state_dir().resolve() / "mlartifacts").as_uri()
 
 
 def client():

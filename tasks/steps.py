@@ -32,6 +32,12 @@ def ensure_gpu_limit() -> None:
             client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=GPU_SLOTS)
 
 
+@task(retries=2, retry_delay_seconds=2)
+def check_object_stores() -> list[str]:
+    """Check that the buckets of the configured s3:// locations exist before any compute."""
+    return lifecycle.check_object_stores()
+
+
 @task(cache_policy=INPUTS + TASK_SOURCE)
 def prepare_prompt_set(model: str, concepts: list[str], config: PipelineConfig, out: Path) -> Path:
     """Build and write the prompt set for the concepts."""

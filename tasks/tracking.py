@@ -40,7 +40,7 @@ def register(name: str, run_id: str, tags: dict[str, str]) -> dict:
 
 @task(retries=2, retry_delay_seconds=2)
 def record_decision(record: dict) -> dict:
-    """Append the decision to the hash-chained audit log under the state folder."""
+    """Append the decision to the hash-chained audit log under the state folder (and its S3 copy when configured)."""
     from mimmu.audit import append_record
     from mimmu.home import state_dir
 
