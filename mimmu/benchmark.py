@@ -31,7 +31,8 @@ def parse_method(spec: str, epochs: int | None = None) -> EraseConfig:
     if name not in BASE_METHODS:
         raise MimmuError(f"unknown method {name!r} in {spec!r}; expected one of {', '.join(BASE_METHODS)}")
     values: dict = dict(BASE_METHODS[name])
-    types = {f.name: f.type for f in dataclasses.fields(EraseConfig)}
+    # Field types as written in EraseConfig (strings under postponed annotations); "float | None" casts as float.
+    types = {f.name: str(f.type).removesuffix(" | None") for f in dataclasses.fields(EraseConfig)}
     for override in overrides:
         key, _, raw = override.partition("=")
         if key not in types or not raw:

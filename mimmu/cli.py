@@ -24,6 +24,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _energy_share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
+    return value
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default="minicanvas", help="'minicanvas' (the embedded model) or a diffusers pipeline folder"
@@ -140,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_erase_options(parser: argparse.ArgumentParser) -> None:
-    from mimmu.config import METHODS, OPTIMIZERS, TRAINABLE_SETS, EraseConfig
+    from mimmu.config import METHODS, OPTIMIZERS, PRESERVE_ANCHORS_DEFAULT, TRAINABLE_SETS, EraseConfig
     from mimmu.prompt_sets import ANCHORS
     from mimmu.schedule import TIMESTEP_SAMPLING
 
@@ -177,6 +187,15 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=defaults.preserve_null,
         help="project updates of to_k and to_v away from the empty prompt's token states (default: off)",
+    )
+    parser.add_argument(
+        "--preserve-anchors",
+        type=_energy_share,
+        default=None,
+        metavar="SHARE",
+        help="mimmu only: keep updates of to_k and to_v off the principal directions that hold this share "
+        "(0 to below 1) of the anchor prompts' token-state energy, so the prompts the concept is mapped to keep "
+        f"their keys and values; 0 turns it off (default {PRESERVE_ANCHORS_DEFAULT} for mimmu, 0 otherwise)",
     )
     parser.add_argument(
         "--anchor-images",

@@ -138,6 +138,7 @@ def _erase_config(args: argparse.Namespace):
         trainable=args.trainable,
         lora_rank=args.lora_rank,
         preserve_null=args.preserve_null,
+        preserve_anchors=args.preserve_anchors,
         optimizer=args.optimizer,
         anchor_images=args.anchor_images,
         forgetting_size=args.forgetting_size,

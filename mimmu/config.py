@@ -14,6 +14,7 @@ from mimmu.schedule import TIMESTEP_SAMPLING
 METHODS = ("mimmu", "esd", "uce")
 TRAINABLE_SETS = ("kv", "attn2", "lora_kv")
 OPTIMIZERS = ("adam", "sgd")
+PRESERVE_ANCHORS_DEFAULT = 0.995  # MiM-MU's default share; see docs/benchmarks.md
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class EraseConfig:
             The concept prompt must then match the anchor prediction on the images the erased
             model will generate, not only on the concept's own images. Doubles the steps.
             MiM-MU only.
+        preserve_anchors: MiM-MU's anchor preservation, a share of energy in [0, 1). The
+            token states of the anchor prompts and the empty prompt (every position) are
+            decomposed into principal directions; every update of to_k and to_v is projected
+            away from the fewest directions that hold this share of their squared norm, so the
+            prompts the concept is mapped to keep (nearly) their keys and values. The update can
+            act only on what the concept adds. 0 turns it off; None (the default) means 0.995
+            for MiM-MU and 0 for ESD-x and UCE, which do not use it. Uses no retained prompts.
         forgetting_size: forgetting prompts per concept (one latent each, two with anchor_images).
         epochs: passes over the forgetting set (MiM-MU); ESD runs the same number of steps.
         batch_size: latents per optimisation step.
@@ -63,6 +71,7 @@ class EraseConfig:
     preserve_null: bool = False
     optimizer: str = "adam"
     anchor_images: bool = False
+    preserve_anchors: float | None = None
     forgetting_size: int = 64
     epochs: int = 60
     batch_size: int = 32
@@ -98,10 +107,25 @@ class EraseConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise MimmuError(f"{name} must be a finite number of at least 0, got {value}")
-        if self.method != "mimmu" and (self.optimizer != "adam" or self.anchor_images):
+        if self.preserve_anchors is None:  # the method's default
+            object.__setattr__(self, "preserve_anchors", PRESERVE_ANCHORS_DEFAULT if self.method == "mimmu" else 0.0)
+        if not (isinstance(self.preserve_anchors, (int, float)) and 0 <= self.preserve_anchors < 1):
             raise MimmuError(
-                f"optimizer {self.optimizer!r} and anchor_images={self.anchor_images} apply to method 'mimmu' only, "
-                f"not {self.method!r}; leave them at their defaults (adam, false) for {self.method}"
+                f"preserve_anchors must be at least 0 and below 1, got {self.preserve_anchors}; "
+                "it is a share of the anchor prompts' token-state energy, e.g. 0.995, or 0 to turn it off"
+            )
+        mimmu_only = {
+            "optimizer": self.optimizer != "adam",
+            "anchor_images": self.anchor_images,
+            "preserve_null": self.preserve_null,
+            "preserve_anchors": self.preserve_anchors > 0,
+        }
+        changed = [name for name, differs in mimmu_only.items() if differs]
+        if self.method != "mimmu" and changed:
+            raise MimmuError(
+                f"{', '.join(changed)} {'applies' if len(changed) == 1 else 'apply'} to method 'mimmu' only, not "
+                f"{self.method!r}; for {self.method} keep optimizer adam, anchor_images false, preserve_null false "
+                "and preserve_anchors 0"
             )
         if self.learning_rate == 0 and self.method != "uce" and self.epochs > 0:
             raise MimmuError("learning_rate is 0, so training would change nothing; pass a positive rate or --epochs 0")

@@ -1,4 +1,4 @@
-"""Selection of the UNet weights an erasure trains, and the null-prompt projection of their updates.
+"""Selection of the UNet weights an erasure trains, and the projections that keep chosen prompts' keys and values fixed.
 
 Cross-attention (attn2 in diffusers) is the only part of the UNet that reads the text:
 its key and value projections map token states (L, D) to keys and values. Training only
@@ -85,26 +85,43 @@ def bake_low_rank(unet: UNet2DConditionModel) -> None:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
 
 
-def null_space_projector(null_embeds: torch.Tensor, tolerance: float = 1e-5) -> torch.Tensor:
-    """Return P (D, D) projecting onto the orthogonal complement of the rows of `null_embeds` (L, D).
-
-    For an update dW of to_k or to_v, (dW P) e = 0 for every token state e of the empty
-    prompt, so the empty prompt's keys and values, and with them the unconditional
-    prediction that classifier-free guidance uses, do not change.
-    """
-    states = null_embeds.double()
-    _, singular_values, basis = torch.linalg.svd(states, full_matrices=False)
+def row_span(states: torch.Tensor, tolerance: float = 1e-5) -> torch.Tensor:
+    """Return orthonormal rows (rank, D) spanning the rows of `states` (N, D), up to a relative tolerance."""
+    _, singular_values, basis = torch.linalg.svd(states.double(), full_matrices=False)
     rank = int((singular_values > tolerance * singular_values.max()).sum())
-    if rank >= states.shape[1]:
+    return basis[:rank]
+
+
+def principal_directions(states: torch.Tensor, energy_share: float) -> torch.Tensor:
+    """Return the fewest orthonormal principal directions (k, D) that hold `energy_share` of sum ||state||^2.
+
+    `states` is (N, D), one token state per row. The directions are the top right singular
+    vectors, so they capture the largest share of the states' squared norm for their number.
+    """
+    _, singular_values, basis = torch.linalg.svd(states.double(), full_matrices=False)
+    cumulative = (singular_values**2).cumsum(0) / (singular_values**2).sum()
+    count = int((cumulative < energy_share).sum()) + 1
+    return basis[: min(count, len(singular_values))]
+
+
+def complement_projector(directions: torch.Tensor, what: str) -> torch.Tensor:
+    """Return P (D, D) projecting onto the orthogonal complement of the rows of `directions` (k, D).
+
+    For an update dW of to_k or to_v, (dW P) e = 0 for every e in the span of the rows, so
+    the keys and values of token states in that span do not change. `what` names the
+    preserved states in the error raised when they span every dimension.
+    """
+    span = row_span(directions)
+    dimensions = directions.shape[1]
+    if len(span) >= dimensions:
         raise MimmuError(
-            f"the empty prompt's token states span all {states.shape[1]} embedding dimensions, so the null-prompt "
-            "projection would forbid every update; pass --no-preserve-null"
+            f"{what} span all {dimensions} embedding dimensions, so the projection would forbid every update; "
+            "turn that preservation off or lower its share"
         )
-    span = basis[:rank]  # (rank, D), orthonormal rows spanning the null prompt's states
-    return (torch.eye(states.shape[1], dtype=torch.float64) - span.T @ span).float()
+    return (torch.eye(dimensions, dtype=torch.float64) - span.T @ span).float()
 
 
-class NullProjection:
+class UpdateProjection:
     """Keeps W - W_0 of to_k and to_v (or the A factor of an adapter) inside the projector's range."""
 
     def __init__(self, parameters: dict[str, nn.Parameter], projector: torch.Tensor) -> None:

@@ -7,8 +7,9 @@ Recipe, per epoch over the forgetting set (see mimmu.objective for the loss):
 3. predict with the trainable UNet on the concept prompt, and with the frozen UNet on
    the anchor prompt;
 4. step the optimizer (Adam or SGD) on the weighted squared distance, then project the
-   update of to_k and to_v away from the empty prompt's token states (when preserve_null
-   is set).
+   update of to_k and to_v away from the directions it must leave alone: the principal
+   directions of the anchor prompts' token states (preserve_anchors, on by default) and
+   the empty prompt's token states (preserve_null).
 
 Every `mi_check_every` epochs the conditional MI of the forgetting set is estimated with
 the trainable model, for the MI curve and for early stopping. A NaN or infinite loss
@@ -41,7 +42,14 @@ from mimmu.forgetting_set import ForgettingSet
 from mimmu.mutual_information import pointwise_mi, rows_per_group, summarize
 from mimmu.objective import mimmu_loss
 from mimmu.schedule import TimestepSampler
-from mimmu.trainable import NullProjection, bake_low_rank, null_space_projector, select_trainable
+from mimmu.trainable import (
+    UpdateProjection,
+    bake_low_rank,
+    complement_projector,
+    principal_directions,
+    row_span,
+    select_trainable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +140,29 @@ class MimmuTrainer:
             self.optimizer = torch.optim.SGD(trained, lr=config.learning_rate, momentum=0.9)
         else:
             self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
-        self.projection = None
+        self.projection = self._build_projection(pipeline)
+
+    def _build_projection(self, pipeline: DiffusionPipeline) -> UpdateProjection | None:
+        """Return the projection of to_k and to_v updates that the preservation options ask for, or None."""
+        config = self.config
+        null_embeds = embed_prompts(pipeline, [""]).flatten(0, 1).double().cpu()  # (L, D)
+        directions, preserved = [], []
         if config.preserve_null:
-            null_embeds = embed_prompts(pipeline, [""])[0].float().cpu()  # (L, D)
-            self.projection = NullProjection(self.parameters, null_space_projector(null_embeds))
+            directions.append(row_span(null_embeds))
+            preserved.append("the empty prompt's token states")
+        if config.preserve_anchors:
+            # Anchor prompts and the empty prompt, every token position: (N * L + L, D).
+            states = torch.cat([self.anchor_embeds.flatten(0, 1).double().cpu(), null_embeds])
+            directions.append(principal_directions(states, config.preserve_anchors))
+            preserved.append(
+                f"the principal directions of the anchor prompts' token states ({config.preserve_anchors})"
+            )
+        if not directions:
+            return None
+        projector = complement_projector(torch.cat(directions), " and ".join(preserved))
+        free = int(round(torch.trace(projector).item()))
+        logger.info("updates of to_k and to_v are kept in %d of %d token-state dimensions", free, len(projector))
+        return UpdateProjection(self.parameters, projector)
 
     def _forward(self, unet, noisy_latents, timesteps, embeds) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.unet.dtype, enabled=self.autocast):

@@ -184,6 +184,7 @@ def test_help_on_every_command(command, capsys):
         (["--concept", "../star"], "characters other than"),
         ([], "no concept given"),
         (["--concept", "star", "--learning-rate", "nan"], "learning_rate must be a finite number"),
+        (["--concept", "star", "--method", "esd", "--preserve-anchors", "0.9"], "preserve_anchors applies to method"),
     ],
 )
 def test_erase_bad_input(extra, message, tmp_path, capsys):
@@ -200,6 +201,14 @@ def test_erase_unknown_choice(option, value, tmp_path, capsys):
     code, err = _run(["erase", "--concept", "star", option, value, "--out", str(tmp_path / "o")], capsys)
     assert code == 2
     assert f"invalid choice: '{value}'" in err
+
+
+@pytest.mark.parametrize("value", ["1", "1.5", "-0.1", "most"])
+def test_erase_preserve_anchors_out_of_range(value, tmp_path, capsys):
+    code, err = _run(["erase", "--concept", "star", "--preserve-anchors", value, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert "--preserve-anchors" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_evaluate_unknown_erased_folder(tmp_path, capsys):

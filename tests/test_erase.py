@@ -17,7 +17,7 @@ from mimmu.forgetting_set import ForgettingSet, build_forgetting_set, load_forge
 from mimmu.loading import load_erased, load_pipeline
 from mimmu.mutual_information import rows_per_group
 from mimmu.prompt_sets import build_prompt_set, check_concepts
-from mimmu.trainable import cross_attention_linears
+from mimmu.trainable import complement_projector, cross_attention_linears, principal_directions
 from mimmu.trainer import MimmuTrainer
 
 SMALL = {"forgetting_size": 8, "epochs": 2, "batch_size": 4, "esd_sampling_steps": 3, "mi_check_every": 1}
@@ -85,6 +85,41 @@ def test_null_prompt_prediction_unchanged(tiny_sd_dir, tmp_path):
     assert changed > 1e-4
 
 
+def test_anchor_preservation_keeps_anchor_directions(tiny_sd_dir):
+    """With preserve_anchors, to_k and to_v change only off the anchors' principal directions, and still change."""
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    forgetting_set = _forgetting_set(pipeline)
+    anchors = embed_prompts(pipeline, [p.anchor for p in forgetting_set.prompts] + [""]).flatten(0, 1)
+    preserved = principal_directions(anchors, 0.9)  # (k, D)
+    assert 0 < len(preserved) < anchors.shape[1]
+    before = {n: layer.weight.detach().double().clone() for n, layer in cross_attention_linears(pipeline.unet).items()}
+    config = EraseConfig(**{**SMALL, "learning_rate": 1e-2, "preserve_anchors": 0.9})
+    MimmuTrainer(pipeline, forgetting_set, config).train(None, progress=False)
+    for name, layer in cross_attention_linears(pipeline.unet).items():
+        delta = layer.weight.detach().double() - before[name]  # (out, D)
+        assert delta.norm() > 1e-4, f"{name} did not change"
+        assert (delta @ preserved.T).norm() < 1e-5 * delta.norm(), f"{name} changed along a preserved direction"
+
+
+def test_principal_directions_hold_the_energy_share():
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.tensor([10.0, 5.0, 2.0, 1.0, 0.5, 0.1])
+    states = torch.randn(200, 6, generator=generator, dtype=torch.float64) * scales  # energy mostly in few axes
+    energy = states.pow(2).sum()
+    for share in (0.5, 0.9, 0.99, 0.999):
+        directions = principal_directions(states, share)
+        held = (states @ directions.T).pow(2).sum() / energy
+        fewer = (states @ directions[:-1].T).pow(2).sum() / energy
+        assert held >= share > fewer
+        torch.testing.assert_close(directions @ directions.T, torch.eye(len(directions), dtype=torch.float64))
+    projector = complement_projector(principal_directions(states, 0.9), "test states")
+    torch.testing.assert_close(
+        projector @ principal_directions(states, 0.9).T.float(), torch.zeros(6, 2), atol=1e-6, rtol=0
+    )
+    with pytest.raises(MimmuError, match="test states span all 6 embedding dimensions"):
+        complement_projector(states, "test states")
+
+
 def test_forgetting_set_reused(tiny_sd_dir):
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")
     first = _forgetting_set(pipeline)
@@ -134,7 +169,8 @@ def test_sgd_updates_stay_in_token_span(tiny_sd_dir, tmp_path):
     def leak(optimizer: str, learning_rate: float) -> float:
         pipe = load_pipeline(tiny_sd_dir, device="cpu")
         before = {n: layer.weight.detach().double().clone() for n, layer in cross_attention_linears(pipe.unet).items()}
-        config = EraseConfig(**{**SMALL, "batch_size": 1, "optimizer": optimizer, "learning_rate": learning_rate})
+        settings = {"batch_size": 1, "optimizer": optimizer, "learning_rate": learning_rate, "preserve_anchors": 0}
+        config = EraseConfig(**{**SMALL, **settings})
         MimmuTrainer(pipe, forgetting_set, config).train(None, progress=False)
         worst = 0.0
         for name, layer in cross_attention_linears(pipe.unet).items():
@@ -282,8 +318,12 @@ def test_bad_concepts(concepts, message):
         ({"anchor": "random"}, "invalid anchor 'random'"),
         ({"trainable": "all"}, "invalid trainable 'all'"),
         ({"optimizer": "lion"}, "invalid optimizer 'lion'"),
-        ({"method": "esd", "optimizer": "sgd"}, "apply to method 'mimmu' only"),
-        ({"method": "uce", "anchor_images": True}, "apply to method 'mimmu' only"),
+        ({"method": "esd", "optimizer": "sgd"}, "optimizer applies to method 'mimmu' only"),
+        ({"method": "uce", "anchor_images": True, "optimizer": "sgd"}, "optimizer, anchor_images apply to method"),
+        ({"method": "esd", "preserve_anchors": 0.9}, "preserve_anchors applies to method 'mimmu' only"),
+        ({"method": "esd", "preserve_null": True}, "preserve_null applies to method 'mimmu' only"),
+        ({"preserve_anchors": 1.0}, "preserve_anchors must be at least 0 and below 1"),
+        ({"preserve_anchors": -0.1}, "preserve_anchors must be at least 0 and below 1"),
         ({"epochs": -1}, "epochs must be 0 or more"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
