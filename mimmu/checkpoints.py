@@ -7,7 +7,6 @@ detected instead of silently resuming from wrong weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,18 +15,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mimmu.digest import file_sha256
 from mimmu.errors import MimmuError
 from mimmu.io import atomic_directory, write_json_atomic
 
 logger = logging.getLogger(__name__)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -56,7 +48,7 @@ def save_checkpoint(folder: Path, epoch: int, tensors: dict[str, torch.Tensor], 
     with atomic_directory(path) as staging:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, staging / "tensors.safetensors")
         write_json_atomic(
-            staging / "meta.json", {**meta, "epoch": epoch, "sha256": _sha256(staging / "tensors.safetensors")}
+            staging / "meta.json", {**meta, "epoch": epoch, "sha256": file_sha256(staging / "tensors.safetensors")}
         )
     logger.info("saved checkpoint %s", path)
     return path
@@ -81,7 +73,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"checkpoint {str(path)!r} is corrupted ({error}); delete it to resume from an earlier one"
         ) from error
     tensors_file = path / "tensors.safetensors"
-    if not tensors_file.is_file() or _sha256(tensors_file) != meta.get("sha256"):
+    if not tensors_file.is_file() or file_sha256(tensors_file) != meta.get("sha256"):
         raise MimmuError(
             f"checkpoint {str(path)!r} is corrupted (tensors.safetensors does not match its recorded SHA-256); "
             "delete it to resume from an earlier one"

@@ -1,4 +1,4 @@
-"""Content digests of weight directories, used to tie an erased model to its base."""
+"""Content digests of files and weight directories: checkpoints, uploads, and the tie of an erased model to its base."""
 
 from __future__ import annotations
 
@@ -6,6 +6,19 @@ import hashlib
 from pathlib import Path
 
 WEIGHT_SUFFIXES = (".safetensors", ".json", ".txt", ".bin", ".ckpt", ".pt", ".pth")
+
+
+def _update_with_file(digest, path: Path) -> None:
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    _update_with_file(digest, Path(path))
+    return digest.hexdigest()
 
 
 def directory_digest(path: Path) -> str:
@@ -25,8 +38,6 @@ def directory_digest(path: Path) -> str:
     )
     for file in files:
         digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        _update_with_file(digest, file)
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mimmu.digest import file_sha256
 from mimmu.errors import MimmuError
 
 logger = logging.getLogger(__name__)
@@ -195,14 +195,6 @@ def check_bucket(uri: S3Uri, setting: str | None = None, client=None) -> None:
     logger.info("bucket %s is reachable at %s", uri.bucket, client.meta.endpoint_url)
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def upload_file(path: Path, uri: S3Uri, setting: str | None = None, client=None) -> str:
     """Upload a file to the object `uri` in one PUT, verify the stored object, and return the file's SHA-256.
 
@@ -219,7 +211,7 @@ def upload_file(path: Path, uri: S3Uri, setting: str | None = None, client=None)
     size = path.stat().st_size
     if size > MAX_PUT_BYTES:
         raise MimmuError(f"cannot upload {str(path)!r} ({size} bytes): one S3 PUT takes at most {MAX_PUT_BYTES} bytes")
-    sha256 = _sha256_of(path)
+    sha256 = file_sha256(path)
     client = client or s3_client()
     with translated_errors(client, "upload to", uri, setting), path.open("rb") as body:
         client.put_object(
