@@ -25,19 +25,27 @@ BASE_METHODS = {
 }
 
 
+# Parsers of override values, by the type annotation of the EraseConfig field.
+CASTS = {
+    "int": int,
+    "float": float,
+    "float | None": float,
+    "bool": lambda text: text.lower() in ("1", "true", "yes"),
+}
+
+
 def parse_method(spec: str, epochs: int | None = None) -> EraseConfig:
     """Return the EraseConfig a method spec names; raise with the allowed names otherwise."""
     name, *overrides = spec.split("+")
     if name not in BASE_METHODS:
         raise MimmuError(f"unknown method {name!r} in {spec!r}; expected one of {', '.join(BASE_METHODS)}")
     values: dict = dict(BASE_METHODS[name])
-    # Field types as written in EraseConfig (strings under postponed annotations); "float | None" casts as float.
-    types = {f.name: str(f.type).removesuffix(" | None") for f in dataclasses.fields(EraseConfig)}
+    types = {f.name: f.type for f in dataclasses.fields(EraseConfig)}  # strings: postponed annotations
     for override in overrides:
         key, _, raw = override.partition("=")
         if key not in types or not raw:
             raise MimmuError(f"invalid override {override!r} in {spec!r}; use key=value with a key of {sorted(types)}")
-        cast = {"int": int, "float": float, "bool": lambda s: s.lower() in ("1", "true", "yes")}.get(types[key], str)
+        cast = CASTS.get(types[key], str)
         try:
             values[key] = cast(raw)
         except ValueError as error:

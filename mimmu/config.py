@@ -34,7 +34,8 @@ class EraseConfig:
         optimizer: "adam", or "sgd" (with momentum 0.9). With trainable "kv" or "attn2",
             plain gradient steps keep every update of to_k and to_v inside the span of the
             forgetting prompts' token states, so a prompt whose token states are orthogonal
-            to them keeps its keys and values. Adam's per-weight scaling breaks that
+            to them keeps its keys and values (unless preserve_anchors or preserve_null
+            projects the updates, which moves them out of that span). Adam's per-weight scaling breaks that
             property. The span is nearly the whole space once there are a few dozen prompts.
             MiM-MU only; ESD-x keeps Adam as published.
         anchor_images: also train on one image of each anchor prompt (see mimmu.forgetting_set).
@@ -43,11 +44,14 @@ class EraseConfig:
             MiM-MU only.
         preserve_anchors: MiM-MU's anchor preservation, a share of energy in [0, 1). The
             token states of the anchor prompts and the empty prompt (every position) are
-            decomposed into principal directions; every update of to_k and to_v is projected
-            away from the fewest directions that hold this share of their squared norm, so the
-            prompts the concept is mapped to keep (nearly) their keys and values. The update can
-            act only on what the concept adds. 0 turns it off; None (the default) means 0.995
-            for MiM-MU and 0 for ESD-x and UCE, which do not use it. Uses no retained prompts.
+            decomposed into top right singular vectors (not centred). Every update of to_k and
+            to_v is projected away from the fewest of them that hold this share of the states'
+            squared norm, so the prompts the concept is mapped to nearly keep their keys and
+            values, and on concept prompts the update acts on what the concept adds.
+            NOTE: 0.995 was chosen on MiniCanvas's MiniLM encoder; other encoders may need another share. 0 turns it off; None (the default) means 0.995
+            for MiM-MU and 0 for ESD-x and UCE, which do not use it. The value is resolved when
+            the configuration is built, so dataclasses.replace(config, method="esd") keeps
+            0.995 and is rejected; pass preserve_anchors=None with it. Uses no retained prompts.
         forgetting_size: forgetting prompts per concept (one latent each, two with anchor_images).
         epochs: passes over the forgetting set (MiM-MU); ESD runs the same number of steps.
         batch_size: latents per optimisation step.
@@ -109,11 +113,13 @@ class EraseConfig:
                 raise MimmuError(f"{name} must be a finite number of at least 0, got {value}")
         if self.preserve_anchors is None:  # the method's default
             object.__setattr__(self, "preserve_anchors", PRESERVE_ANCHORS_DEFAULT if self.method == "mimmu" else 0.0)
-        if not (isinstance(self.preserve_anchors, (int, float)) and 0 <= self.preserve_anchors < 1):
+        share = self.preserve_anchors
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
             raise MimmuError(
-                f"preserve_anchors must be at least 0 and below 1, got {self.preserve_anchors}; "
+                f"preserve_anchors must be a number at least 0 and below 1, got {share!r}; "
                 "it is a share of the anchor prompts' token-state energy, e.g. 0.995, or 0 to turn it off"
             )
+        object.__setattr__(self, "preserve_anchors", float(share))  # 0 and 0.0 give one digest
         mimmu_only = {
             "optimizer": self.optimizer != "adam",
             "anchor_images": self.anchor_images,

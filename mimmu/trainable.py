@@ -93,10 +93,11 @@ def row_span(states: torch.Tensor, tolerance: float = 1e-5) -> torch.Tensor:
 
 
 def principal_directions(states: torch.Tensor, energy_share: float) -> torch.Tensor:
-    """Return the fewest orthonormal principal directions (k, D) that hold `energy_share` of sum ||state||^2.
+    """Return the fewest top right singular vectors (k, D) of `states` (N, D) that hold `energy_share` of its energy.
 
-    `states` is (N, D), one token state per row. The directions are the top right singular
-    vectors, so they capture the largest share of the states' squared norm for their number.
+    With singular values s_1 >= s_2 >= ..., k = min{k : sum_{i<=k} s_i^2 >= energy_share * sum_i s_i^2}.
+    The states are not centred: the energy is sum ||state||^2, so a direction every
+    token shares (the mean state) counts with its full weight.
     """
     _, singular_values, basis = torch.linalg.svd(states.double(), full_matrices=False)
     cumulative = (singular_values**2).cumsum(0) / (singular_values**2).sum()
@@ -104,25 +105,30 @@ def principal_directions(states: torch.Tensor, energy_share: float) -> torch.Ten
     return basis[: min(count, len(singular_values))]
 
 
-def complement_projector(directions: torch.Tensor, what: str) -> torch.Tensor:
+def complement_projector(directions: torch.Tensor, preserved: str, fix: str) -> torch.Tensor:
     """Return P (D, D) projecting onto the orthogonal complement of the rows of `directions` (k, D).
 
     For an update dW of to_k or to_v, (dW P) e = 0 for every e in the span of the rows, so
-    the keys and values of token states in that span do not change. `what` names the
-    preserved states in the error raised when they span every dimension.
+    the keys and values of token states in that span do not change. `preserved` names
+    those states and `fix` the option to change, for the error raised when they span
+    every dimension.
     """
     span = row_span(directions)
     dimensions = directions.shape[1]
     if len(span) >= dimensions:
         raise MimmuError(
-            f"{what} span all {dimensions} embedding dimensions, so the projection would forbid every update; "
-            "turn that preservation off or lower its share"
+            f"{preserved} span all {dimensions} embedding dimensions, so the projection would forbid every update; "
+            f"{fix}"
         )
     return (torch.eye(dimensions, dtype=torch.float64) - span.T @ span).float()
 
 
 class UpdateProjection:
-    """Keeps W - W_0 of to_k and to_v (or the A factor of an adapter) inside the projector's range."""
+    """Projection that keeps W - W_0 of to_k and to_v (or the A factor of an adapter) inside a projector's range.
+
+    W - W_0 as a whole is projected after each step, which equals projecting every step's
+    update, since P P = P.
+    """
 
     def __init__(self, parameters: dict[str, nn.Parameter], projector: torch.Tensor) -> None:
         self.projector = projector
@@ -132,12 +138,16 @@ class UpdateProjection:
             if name.endswith(("to_k.weight", "to_v.weight", "to_k.weight.lora_A", "to_v.weight.lora_A"))
         }
         self.initial = {name: p.detach().clone() for name, p in self.targets.items() if not name.endswith("lora_A")}
+        self._on_device: dict[torch.device, torch.Tensor] = {}
+        self.apply()  # an adapter's random A factor starts inside the range too
 
     @torch.no_grad()
     def apply(self) -> None:
         """Project every tracked update in place; call after each optimizer step."""
         for name, parameter in self.targets.items():
-            projector = self.projector.to(parameter.device, torch.float32)
+            if parameter.device not in self._on_device:
+                self._on_device[parameter.device] = self.projector.to(parameter.device, torch.float32)
+            projector = self._on_device[parameter.device]
             if name.endswith("lora_A"):
                 parameter.copy_((parameter.float() @ projector).to(parameter.dtype))
             else:

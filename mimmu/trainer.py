@@ -35,6 +35,7 @@ from mimmu.checkpoints import (
     optimizer_to_tensors,
     save_checkpoint,
 )
+from mimmu.concepts import contains_concept
 from mimmu.config import EraseConfig
 from mimmu.embeddings import embed_prompts
 from mimmu.errors import MimmuError
@@ -143,23 +144,34 @@ class MimmuTrainer:
         self.projection = self._build_projection(pipeline)
 
     def _build_projection(self, pipeline: DiffusionPipeline) -> UpdateProjection | None:
-        """Return the projection of to_k and to_v updates that the preservation options ask for, or None."""
+        """Return the projection of to_k and to_v updates that the preservation options request, or None."""
         config = self.config
-        null_embeds = embed_prompts(pipeline, [""]).flatten(0, 1).double().cpu()  # (L, D)
-        directions, preserved = [], []
+        if not (config.preserve_null or config.preserve_anchors):
+            return None
+        null_embeds = embed_prompts(pipeline, [""]).flatten(0, 1).cpu().double()  # (L, D)
+        directions, preserved, fixes = [], [], []
         if config.preserve_null:
             directions.append(row_span(null_embeds))
             preserved.append("the empty prompt's token states")
+            fixes.append("pass --no-preserve-null")
         if config.preserve_anchors:
-            # Anchor prompts and the empty prompt, every token position: (N * L + L, D).
-            states = torch.cat([self.anchor_embeds.flatten(0, 1).double().cpu(), null_embeds])
+            # An anchor that still names another concept of this run (the anchor of "a red star"
+            # is "a star" when red and star are erased together) would protect that concept, so
+            # only concept-free anchors count.
+            erased = sorted({p.concept for p in self.forgetting_set.prompts})
+            rows = [
+                i
+                for i, p in enumerate(self.forgetting_set.prompts)
+                if not any(contains_concept(p.anchor, concept) for concept in erased)
+            ]
+            # Token states of those anchors and of the empty prompt, every position: (len(rows) * L + L, D).
+            states = torch.cat([self.anchor_embeds[rows].flatten(0, 1).cpu().double(), null_embeds])
             directions.append(principal_directions(states, config.preserve_anchors))
             preserved.append(
                 f"the principal directions of the anchor prompts' token states ({config.preserve_anchors})"
             )
-        if not directions:
-            return None
-        projector = complement_projector(torch.cat(directions), " and ".join(preserved))
+            fixes.append("pass a lower --preserve-anchors")
+        projector = complement_projector(torch.cat(directions), " and ".join(preserved), " or ".join(fixes))
         free = int(round(torch.trace(projector).item()))
         logger.info("updates of to_k and to_v are kept in %d of %d token-state dimensions", free, len(projector))
         return UpdateProjection(self.parameters, projector)

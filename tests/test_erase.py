@@ -9,6 +9,8 @@ import torch
 
 from mimmu.artifact import load_erased_weights, read_erasure
 from mimmu.baselines.uce import uce_edit
+from mimmu.benchmark import parse_method
+from mimmu.concepts import contains_concept
 from mimmu.config import EraseConfig
 from mimmu.embeddings import embed_prompts
 from mimmu.erase import erase
@@ -52,12 +54,14 @@ def test_erase_writes_loadable_artifact(tiny_sd_dir, tmp_path):
         assert torch.equal(state[name], value)
 
 
-def test_null_prompt_prediction_unchanged(tiny_sd_dir, tmp_path):
+@pytest.mark.parametrize("preserve_anchors", [0.0, 0.9])
+def test_null_prompt_prediction_unchanged(tiny_sd_dir, tmp_path, preserve_anchors):
+    """The null projection holds alone and combined with anchor preservation."""
     out = tmp_path / "erased"
     erase(
         str(tiny_sd_dir),
         ["star"],
-        EraseConfig(**{**SMALL, "learning_rate": 1e-2, "preserve_null": True}),
+        EraseConfig(**{**SMALL, "learning_rate": 1e-2, "preserve_null": True, "preserve_anchors": preserve_anchors}),
         out,
         progress=False,
     )
@@ -94,11 +98,57 @@ def test_anchor_preservation_keeps_anchor_directions(tiny_sd_dir):
     assert 0 < len(preserved) < anchors.shape[1]
     before = {n: layer.weight.detach().double().clone() for n, layer in cross_attention_linears(pipeline.unet).items()}
     config = EraseConfig(**{**SMALL, "learning_rate": 1e-2, "preserve_anchors": 0.9})
-    MimmuTrainer(pipeline, forgetting_set, config).train(None, progress=False)
+    trainer = MimmuTrainer(pipeline, forgetting_set, config)
+    expected = torch.eye(anchors.shape[1], dtype=torch.float64) - preserved.T @ preserved
+    torch.testing.assert_close(trainer.projection.projector.double(), expected, atol=1e-6, rtol=0)
+    trainer.train(None, progress=False)
     for name, layer in cross_attention_linears(pipeline.unet).items():
         delta = layer.weight.detach().double() - before[name]  # (out, D)
         assert delta.norm() > 1e-4, f"{name} did not change"
         assert (delta @ preserved.T).norm() < 1e-5 * delta.norm(), f"{name} changed along a preserved direction"
+
+
+def test_anchor_preservation_skips_anchors_naming_erased_concepts(tiny_sd_dir):
+    """Erasing red and star together: "a star", the anchor of "a red star", must not protect star."""
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    forgetting_set = _forgetting_set(pipeline, concepts=("red", "star"), size=16)
+    naming = [
+        p.anchor
+        for p in forgetting_set.prompts
+        if contains_concept(p.anchor, "star") or contains_concept(p.anchor, "red")
+    ]
+    assert naming, "the test needs an anchor that names the other erased concept"
+    free = [p.anchor for p in forgetting_set.prompts if p.anchor not in naming]
+    states = embed_prompts(pipeline, [*free, ""]).flatten(0, 1)
+    preserved = principal_directions(states, 0.9)
+    expected = torch.eye(states.shape[1], dtype=torch.float64) - preserved.T @ preserved
+    trainer = MimmuTrainer(pipeline, forgetting_set, EraseConfig(**{**SMALL, "preserve_anchors": 0.9}))
+    torch.testing.assert_close(trainer.projection.projector.double(), expected, atol=1e-6, rtol=0)
+
+
+def test_anchor_preservation_projects_adapter_factors(tiny_sd_dir):
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    forgetting_set = _forgetting_set(pipeline)
+    config = EraseConfig(**{**SMALL, "trainable": "lora_kv", "learning_rate": 1e-2, "preserve_anchors": 0.9})
+    trainer = MimmuTrainer(pipeline, forgetting_set, config)
+    trainer.train(None, progress=False)
+    projector = trainer.projection.projector.double()
+    factors = [p for name, p in trainer.parameters.items() if name.endswith("lora_A")]
+    assert factors
+    for factor in factors:
+        factor = factor.detach().double()  # (rank, D)
+        assert (factor - factor @ projector).norm() < 1e-5 * factor.norm()
+
+
+def test_preserve_anchors_default_per_method():
+    assert EraseConfig().preserve_anchors == 0.995
+    assert EraseConfig(method="esd").preserve_anchors == 0.0
+    assert EraseConfig(method="uce").preserve_anchors == 0.0
+    assert EraseConfig(preserve_anchors=0).digest() == EraseConfig(preserve_anchors=0.0).digest()
+    config = EraseConfig(preserve_anchors=0.99)
+    assert EraseConfig.from_dict(config.to_dict()) == config
+    assert parse_method("mimmu+preserve_anchors=0.99") == config
+    assert parse_method("esd0").preserve_anchors == 0.0
 
 
 def test_principal_directions_hold_the_energy_share():
@@ -112,12 +162,12 @@ def test_principal_directions_hold_the_energy_share():
         fewer = (states @ directions[:-1].T).pow(2).sum() / energy
         assert held >= share > fewer
         torch.testing.assert_close(directions @ directions.T, torch.eye(len(directions), dtype=torch.float64))
-    projector = complement_projector(principal_directions(states, 0.9), "test states")
+    projector = complement_projector(principal_directions(states, 0.9), "test states", "lower the share")
     torch.testing.assert_close(
         projector @ principal_directions(states, 0.9).T.float(), torch.zeros(6, 2), atol=1e-6, rtol=0
     )
-    with pytest.raises(MimmuError, match="test states span all 6 embedding dimensions"):
-        complement_projector(states, "test states")
+    with pytest.raises(MimmuError, match="test states span all 6 embedding dimensions, .*; lower the share"):
+        complement_projector(states, "test states", "lower the share")
 
 
 def test_forgetting_set_reused(tiny_sd_dir):
@@ -322,8 +372,9 @@ def test_bad_concepts(concepts, message):
         ({"method": "uce", "anchor_images": True, "optimizer": "sgd"}, "optimizer, anchor_images apply to method"),
         ({"method": "esd", "preserve_anchors": 0.9}, "preserve_anchors applies to method 'mimmu' only"),
         ({"method": "esd", "preserve_null": True}, "preserve_null applies to method 'mimmu' only"),
-        ({"preserve_anchors": 1.0}, "preserve_anchors must be at least 0 and below 1"),
-        ({"preserve_anchors": -0.1}, "preserve_anchors must be at least 0 and below 1"),
+        ({"preserve_anchors": 1.0}, "preserve_anchors must be a number at least 0 and below 1"),
+        ({"preserve_anchors": -0.1}, "preserve_anchors must be a number at least 0 and below 1"),
+        ({"preserve_anchors": True}, "preserve_anchors must be a number"),
         ({"epochs": -1}, "epochs must be 0 or more"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
