@@ -35,8 +35,9 @@ class EraseConfig:
             plain gradient steps keep every update of to_k and to_v inside the span of the
             forgetting prompts' token states, so a prompt whose token states are orthogonal
             to them keeps its keys and values (unless preserve_anchors or preserve_null
-            projects the updates, which moves them out of that span). Adam's per-weight scaling breaks that
-            property. The span is nearly the whole space once there are a few dozen prompts.
+            projects the updates, which moves them out of that span). Adam's per-weight
+            scaling breaks that property. The span is nearly the whole space once there
+            are a few dozen prompts.
             MiM-MU only; ESD-x keeps Adam as published.
         anchor_images: also train on one image of each anchor prompt (see mimmu.forgetting_set).
             The concept prompt must then match the anchor prediction on the images the erased
@@ -46,12 +47,14 @@ class EraseConfig:
             token states of the anchor prompts and the empty prompt (every position) are
             decomposed into top right singular vectors (not centred). Every update of to_k and
             to_v is projected away from the fewest of them that hold this share of the states'
-            squared norm, so the prompts the concept is mapped to nearly keep their keys and
-            values, and on concept prompts the update acts on what the concept adds.
-            NOTE: 0.995 was chosen on MiniCanvas's MiniLM encoder; other encoders may need another share. 0 turns it off; None (the default) means 0.995
-            for MiM-MU and 0 for ESD-x and UCE, which do not use it. The value is resolved when
-            the configuration is built, so dataclasses.replace(config, method="esd") keeps
-            0.995 and is rejected; pass preserve_anchors=None with it. Uses no retained prompts.
+            squared norm. The prompts the concept is mapped to then nearly keep their keys
+            and values, and on concept prompts the update acts on what the concept adds.
+            0 turns it off. None (the default) means 0.995 for MiM-MU and 0 for ESD-x and
+            UCE, which do not use it. The value is resolved when the configuration is
+            built, so dataclasses.replace(config, method="esd") keeps 0.995 and is
+            rejected; pass preserve_anchors=None with it. Uses no retained prompts.
+            NOTE: 0.995 was chosen on MiniCanvas's MiniLM encoder; other text encoders
+            may need another share.
         forgetting_size: forgetting prompts per concept (one latent each, two with anchor_images).
         epochs: passes over the forgetting set (MiM-MU); ESD runs the same number of steps.
         batch_size: latents per optimisation step.
