@@ -226,7 +226,7 @@ def upload_file(path: Path, uri: S3Uri, setting: str | None = None, client=None)
     stored_sha256 = stored.get("Metadata", {}).get(SHA256_METADATA)
     if stored["ContentLength"] != size or stored_sha256 != sha256:
         raise MimmuError(
-            f"upload of {str(path)!r} to {uri} could not be verified: stored {stored['ContentLength']} bytes "
+            f"upload of {str(path)!r} to {uri} failed verification: stored {stored['ContentLength']} bytes "
             f"with sha256 {stored_sha256}, expected {size} bytes with sha256 {sha256}; retry the upload"
         )
     logger.info("uploaded %s to %s (%d bytes, sha256 %s)", path, uri, size, sha256)

@@ -155,9 +155,8 @@ class MimmuTrainer:
             preserved.append("the empty prompt's token states")
             fixes.append("pass --no-preserve-null")
         if config.preserve_anchors:
-            # An anchor that still names another concept of this run (the anchor of "a red star"
-            # is "a star" when red and star are erased together) would protect that concept, so
-            # only concept-free anchors count.
+            # When red and star are erased together, "a star" (the anchor of "a red star") would
+            # protect star. Only anchors that name no concept of this run count.
             erased = sorted({p.concept for p in self.forgetting_set.prompts})
             rows = [
                 i
