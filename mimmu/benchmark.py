@@ -25,12 +25,21 @@ BASE_METHODS = {
 }
 
 
+def _parse_bool(text: str) -> bool:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text.lower() not in words:
+        raise ValueError(f"expected true or false, got {text!r}")
+    return words[text.lower()]
+
+
 # Parsers of override values, by the type annotation of the EraseConfig field.
 CASTS = {
     "int": int,
+    "int | None": int,
     "float": float,
     "float | None": float,
-    "bool": lambda text: text.lower() in ("1", "true", "yes"),
+    "bool": _parse_bool,
+    "bool | None": _parse_bool,
 }
 
 

@@ -150,11 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_erase_options(parser: argparse.ArgumentParser) -> None:
-    from mimmu.config import METHODS, OPTIMIZERS, PRESERVE_ANCHORS_DEFAULT, TRAINABLE_SETS, EraseConfig
+    from mimmu.config import METHOD_DEFAULTS, METHODS, OPTIMIZERS, TRAINABLE_SETS, EraseConfig
     from mimmu.prompt_sets import ANCHORS
     from mimmu.schedule import TIMESTEP_SAMPLING
 
     defaults = EraseConfig()
+    mimmu, esd = METHOD_DEFAULTS["mimmu"], METHOD_DEFAULTS["esd"]
     parser.add_argument(
         "--method", choices=METHODS, default=defaults.method, help=f"erasure method (default {defaults.method})"
     )
@@ -195,14 +196,14 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="mimmu only: keep updates of to_k and to_v off the principal directions that hold this share "
         "(0 to below 1) of the anchor prompts' token-state energy, so the prompts the concept is mapped to keep "
-        f"their keys and values; 0 turns it off (default {PRESERVE_ANCHORS_DEFAULT} for mimmu, 0 otherwise)",
+        f"their keys and values; 0 turns it off (default {mimmu['preserve_anchors']} for mimmu, 0 otherwise)",
     )
     parser.add_argument(
         "--anchor-images",
         action=argparse.BooleanOptionalAction,
-        default=defaults.anchor_images,
+        default=None,
         help="mimmu only: also train the concept prompt on an image of each anchor prompt (same seed), "
-        f"which doubles the training steps (default: {'on' if defaults.anchor_images else 'off'})",
+        "which doubles the steps of an epoch (default: on for mimmu, off otherwise)",
     )
     parser.add_argument(
         "--optimizer",
@@ -220,8 +221,9 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs",
         type=int,
-        default=defaults.epochs,
-        help=f"passes over the forgetting set; ESD runs as many steps (default {defaults.epochs})",
+        default=None,
+        help="passes over the forgetting set; ESD-x runs epochs x ceil(forgetting size / batch size) steps "
+        f"(default {mimmu['epochs']} for mimmu, {esd['epochs']} for esd)",
     )
     parser.add_argument(
         "--batch-size",
@@ -232,8 +234,8 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--learning-rate",
         type=float,
-        default=defaults.learning_rate,
-        help=f"learning rate of the optimizer (default {defaults.learning_rate})",
+        default=None,
+        help=f"learning rate of the optimizer (default {mimmu['learning_rate']} for mimmu, {esd['learning_rate']} for esd)",
     )
     parser.add_argument(
         "--mi-tolerance",

@@ -14,7 +14,14 @@ from mimmu.schedule import TIMESTEP_SAMPLING
 METHODS = ("mimmu", "esd", "uce")
 TRAINABLE_SETS = ("kv", "attn2", "lora_kv")
 OPTIMIZERS = ("adam", "sgd")
-PRESERVE_ANCHORS_DEFAULT = 0.995  # MiM-MU's default share; see docs/benchmarks.md
+# Defaults that differ by method: a field left as None takes its method's value here.
+# MiM-MU's were chosen by the benchmark (docs/benchmarks.md). ESD-x keeps 60 epochs, i.e.
+# 120 steps of batch 32 on 64 prompts, and UCE ignores all four.
+METHOD_DEFAULTS = {
+    "mimmu": {"preserve_anchors": 0.995, "anchor_images": True, "epochs": 45, "learning_rate": 1.2e-3},
+    "esd": {"preserve_anchors": 0.0, "anchor_images": False, "epochs": 60, "learning_rate": 1e-3},
+    "uce": {"preserve_anchors": 0.0, "anchor_images": False, "epochs": 60, "learning_rate": 1e-3},
+}
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,9 @@ class EraseConfig:
             MiM-MU only; ESD-x keeps Adam as published.
         anchor_images: also train on one image of each anchor prompt (see mimmu.forgetting_set).
             The concept prompt must then match the anchor prediction on the images the erased
-            model will generate, not only on the concept's own images. Doubles the steps.
-            MiM-MU only.
+            model will generate, not only on the concept's own images, which is where most of
+            the concept's remaining MI sits without them. Doubles the steps of an epoch.
+            MiM-MU only. None (the default) means on for MiM-MU, off for ESD-x and UCE.
         preserve_anchors: MiM-MU's anchor preservation, a share of energy in [0, 1). The
             token states of the anchor prompts and the empty prompt (every position) are
             decomposed into top right singular vectors (not centred). Every update of to_k and
@@ -50,15 +58,15 @@ class EraseConfig:
             squared norm. The prompts the concept is mapped to then nearly keep their keys
             and values, and on concept prompts the update acts on what the concept adds.
             0 turns it off. None (the default) means 0.995 for MiM-MU and 0 for ESD-x and
-            UCE, which do not use it. The value is resolved when the configuration is
-            built, so dataclasses.replace(config, method="esd") keeps 0.995 and is
-            rejected; pass preserve_anchors=None with it. Uses no retained prompts.
+            UCE, which do not use it. Uses no retained prompts.
             NOTE: 0.995 was chosen on MiniCanvas's MiniLM encoder; other text encoders
             may need another share.
         forgetting_size: forgetting prompts per concept (one latent each, two with anchor_images).
-        epochs: passes over the forgetting set (MiM-MU); ESD runs the same number of steps.
+        epochs: passes over the forgetting set (MiM-MU); ESD-x runs epochs * ceil(forgetting_size
+            / batch_size) steps. None means 45 for MiM-MU and 60 for ESD-x.
         batch_size: latents per optimisation step.
-        learning_rate: learning rate of the optimizer (Adam unless optimizer is "sgd").
+        learning_rate: learning rate of the optimizer (Adam unless optimizer is "sgd"). None means
+            1.2e-3 for MiM-MU and 1e-3 for ESD-x.
         mi_tolerance: stop early once the forgetting set's estimated MI, in nats, is below
             this; 0 disables early stopping.
         mi_check_every: epochs between MI estimates for early stopping and the MI curve.
@@ -68,6 +76,10 @@ class EraseConfig:
         uce_lambda: ridge term of UCE's closed-form edit.
         checkpoint_every: epochs between checkpoints (0 disables them).
         seed: seed of prompt drawing, forgetting-set noise and training.
+
+    The fields whose default is None are resolved from METHOD_DEFAULTS when the configuration
+    is built, so dataclasses.replace(config, method="esd") keeps MiM-MU's values and is
+    rejected; pass those fields as None with it.
     """
 
     method: str = "mimmu"
@@ -77,14 +89,14 @@ class EraseConfig:
     lora_rank: int = 4
     preserve_null: bool = False
     optimizer: str = "adam"
-    anchor_images: bool = False
+    anchor_images: bool | None = None
     preserve_anchors: float | None = None
     forgetting_size: int = 64
-    epochs: int = 60
+    epochs: int | None = None
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None
     mi_tolerance: float = 0.0
-    mi_check_every: int = 5
+    mi_check_every: int = 9
     esd_eta: float = 1.0
     esd_sampling_steps: int = 20
     uce_lambda: float = 0.5
@@ -103,6 +115,13 @@ class EraseConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise MimmuError(f"invalid {name} {value!r}; expected one of {', '.join(allowed)}")
+        for name, value in METHOD_DEFAULTS[self.method].items():
+            if getattr(self, name) is None:  # the method's default
+                object.__setattr__(self, name, value)
+        if not isinstance(self.anchor_images, bool):
+            raise MimmuError(f"anchor_images must be true or false, got {self.anchor_images!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int):
+            raise MimmuError(f"epochs must be a whole number, got {self.epochs!r}")
         minimums = {"lora_rank": 1, "forgetting_size": 1, "batch_size": 1, "mi_check_every": 1, "esd_sampling_steps": 2}
         for name, minimum in minimums.items():
             if getattr(self, name) < minimum:
@@ -112,10 +131,9 @@ class EraseConfig:
                 raise MimmuError(f"{name} must be 0 or more, got {getattr(self, name)}")
         for name in ("learning_rate", "mi_tolerance", "esd_eta", "uce_lambda"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise MimmuError(f"{name} must be a finite number of at least 0, got {value}")
-        if self.preserve_anchors is None:  # the method's default
-            object.__setattr__(self, "preserve_anchors", PRESERVE_ANCHORS_DEFAULT if self.method == "mimmu" else 0.0)
+        object.__setattr__(self, "learning_rate", float(self.learning_rate))  # 1 and 1.0 give one digest
         share = self.preserve_anchors
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
             raise MimmuError(

@@ -45,7 +45,8 @@ def test_erase_writes_loadable_artifact(tiny_sd_dir, tmp_path):
     assert record["method"] == "mimmu"
     assert all(name.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) for name in record["changed_tensors"])
     assert not (out / "checkpoints").exists()
-    assert len(result.losses) == 2 * 2
+    # 2 epochs over 8 concept images and, by default, their 8 anchor images, in batches of 4.
+    assert len(result.losses) == 2 * 4
     assert [entry["epoch"] for entry in result.mi] == [1, 2]
     pipeline = load_pipeline(out, device="cpu")
     _, weights = load_erased_weights(out)
@@ -140,11 +141,21 @@ def test_anchor_preservation_projects_adapter_factors(tiny_sd_dir):
         assert (factor - factor @ projector).norm() < 1e-5 * factor.norm()
 
 
-def test_preserve_anchors_default_per_method():
-    assert EraseConfig().preserve_anchors == 0.995
-    assert EraseConfig(method="esd").preserve_anchors == 0.0
-    assert EraseConfig(method="uce").preserve_anchors == 0.0
+@pytest.mark.parametrize("method", ["mimmu", "esd", "uce"])
+def test_defaults_per_method(method):
+    config = EraseConfig(method=method)
+    assert config.preserve_anchors == (0.995 if method == "mimmu" else 0.0)
+    assert config.anchor_images is (method == "mimmu")
+    assert config.epochs == (45 if method == "mimmu" else 60)
+    assert config.learning_rate == (1.2e-3 if method == "mimmu" else 1e-3)
+    assert parse_method(method) == config
+    # An explicit value wins over the method's default.
+    assert EraseConfig(method=method, epochs=7).epochs == 7
+
+
+def test_preserve_anchors_values():
     assert EraseConfig(preserve_anchors=0).digest() == EraseConfig(preserve_anchors=0.0).digest()
+    assert EraseConfig(learning_rate=1).digest() == EraseConfig(learning_rate=1.0).digest()
     config = EraseConfig(preserve_anchors=0.99)
     assert EraseConfig.from_dict(config.to_dict()) == config
     assert parse_method("mimmu+preserve_anchors=0.99") == config
@@ -377,6 +388,10 @@ def test_bad_concepts(concepts, message):
         ({"preserve_anchors": -0.1}, "preserve_anchors must be a number at least 0 and below 1"),
         ({"preserve_anchors": True}, "preserve_anchors must be a number"),
         ({"epochs": -1}, "epochs must be 0 or more"),
+        ({"epochs": 2.5}, "epochs must be a whole number"),
+        ({"epochs": True}, "epochs must be a whole number"),
+        ({"anchor_images": "yes"}, "anchor_images must be true or false"),
+        ({"learning_rate": "0.1"}, "learning_rate must be a finite number"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
     ],
@@ -384,6 +399,11 @@ def test_bad_concepts(concepts, message):
 def test_bad_config(overrides, message):
     with pytest.raises(MimmuError, match=message):
         EraseConfig(**overrides)
+
+
+def test_bad_method_spec():
+    with pytest.raises(MimmuError, match="expected true or false, got 'maybe'"):
+        parse_method("mimmu+anchor_images=maybe")
 
 
 def test_output_folder_with_erased_model_rejected(tiny_sd_dir, tmp_path):
