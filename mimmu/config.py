@@ -119,9 +119,9 @@ class EraseConfig:
             if getattr(self, name) is None:  # the method's default
                 object.__setattr__(self, name, value)
         if not isinstance(self.anchor_images, bool):
-            raise MimmuError(f"anchor_images must be true or false, got {self.anchor_images!r}")
+            raise MimmuError(f"anchor_images must be true or false, got {self.anchor_images!r}; pass a boolean")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int):
-            raise MimmuError(f"epochs must be a whole number, got {self.epochs!r}")
+            raise MimmuError(f"epochs must be a whole number, got {self.epochs!r}; pass an integer such as 45")
         minimums = {"lora_rank": 1, "forgetting_size": 1, "batch_size": 1, "mi_check_every": 1, "esd_sampling_steps": 2}
         for name, minimum in minimums.items():
             if getattr(self, name) < minimum:
