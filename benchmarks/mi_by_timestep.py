@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/mi_by_timestep.py --erased out/red --concept red
 
-For the first 64 evaluation prompts of the concept (held-out templates, the seeds of `mimmu evaluate`),
-it estimates the orthogonal-form MI of the erased model, i_o(x; concept | context), on
+For the first 64 forgetting prompts of `mimmu evaluate`'s default evaluation set
+(held-out templates, the same seeds), it estimates the orthogonal-form MI of the erased model, i_o(x; concept | context), on
 three sets of clean latents:
 
 - the erased model's own images of the prompts (what `mimmu evaluate` measures),
@@ -36,6 +36,7 @@ from mimmu.schedule import delta_log_snr
 
 STRIDE = 25
 BANDS = ((0, 100), (100, 300), (300, 600), (600, 1000))
+EVALUATION_SIZE, EVALUATION_SEED = 128, 1000  # the defaults of mimmu.evaluation.evaluate_erased
 
 
 @torch.no_grad()
@@ -57,19 +58,33 @@ def mi_by_band(unet, alphas_cumprod, latents, prompt_embeds, anchor_embeds, seed
     return {"total": round(sum(terms.values()), 3), **bands}
 
 
+def _prompt_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= EVALUATION_SIZE:
+        raise argparse.ArgumentTypeError(f"invalid prompt count {count}; pass 1 to {EVALUATION_SIZE}")
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--erased", required=True, help="erased-model folder written by `mimmu erase`")
     parser.add_argument("--concept", required=True, help="the erased concept to measure")
     parser.add_argument("--model", default="minicanvas", help="base model (default minicanvas)")
-    parser.add_argument("--num-prompts", type=int, default=64, help="evaluation prompts (default 64)")
+    parser.add_argument(
+        "--num-prompts",
+        type=_prompt_count,
+        default=64,
+        metavar="N",
+        help=f"forgetting prompts to measure, 1 to {EVALUATION_SIZE} (default 64)",
+    )
     args = parser.parse_args()
 
     pipeline = load_pipeline(args.model, device="cpu")
-    evaluation = build_evaluation_prompts([args.concept], 2 * args.num_prompts, np.random.default_rng(1000))
+    rng = np.random.default_rng(EVALUATION_SEED)
+    evaluation = build_evaluation_prompts([args.concept], EVALUATION_SIZE, rng)
     forgetting = [e for e in evaluation if e.kind == "forgetting"][: args.num_prompts]
     prompts, anchors = [e.prompt for e in forgetting], [e.anchor for e in forgetting]
-    seeds = [1000 + i for i in range(len(prompts))]
+    seeds = [EVALUATION_SEED + index for index in range(len(prompts))]
     base_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False)
     anchor_images = generate_latents(pipeline, GenerationRequest(anchors, seeds), progress=False)
     prompt_embeds, anchor_embeds = embed_prompts(pipeline, prompts), embed_prompts(pipeline, anchors)

@@ -32,15 +32,8 @@ def _parse_bool(text: str) -> bool:
     return words[text.lower()]
 
 
-# Parsers of override values, by the type annotation of the EraseConfig field.
-CASTS = {
-    "int": int,
-    "int | None": int,
-    "float": float,
-    "float | None": float,
-    "bool": _parse_bool,
-    "bool | None": _parse_bool,
-}
+# Parsers of override values, by the type annotation of the EraseConfig field without "| None".
+CASTS = {"int": int, "float": float, "bool": _parse_bool}
 
 
 def parse_method(spec: str, epochs: int | None = None) -> EraseConfig:
@@ -54,7 +47,7 @@ def parse_method(spec: str, epochs: int | None = None) -> EraseConfig:
         key, _, raw = override.partition("=")
         if key not in types or not raw:
             raise MimmuError(f"invalid override {override!r} in {spec!r}; use key=value with a key of {sorted(types)}")
-        cast = CASTS.get(types[key], str)
+        cast = CASTS.get(types[key].removesuffix(" | None"), str)
         try:
             values[key] = cast(raw)
         except ValueError as error:

@@ -155,7 +155,7 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
     from mimmu.schedule import TIMESTEP_SAMPLING
 
     defaults = EraseConfig()
-    mimmu, esd = METHOD_DEFAULTS["mimmu"], METHOD_DEFAULTS["esd"]
+    mimmu_defaults, esd_defaults = METHOD_DEFAULTS["mimmu"], METHOD_DEFAULTS["esd"]
     parser.add_argument(
         "--method", choices=METHODS, default=defaults.method, help=f"erasure method (default {defaults.method})"
     )
@@ -196,7 +196,7 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="mimmu only: keep updates of to_k and to_v off the principal directions that hold this share "
         "(0 to below 1) of the anchor prompts' token-state energy, so the prompts the concept is mapped to keep "
-        f"their keys and values; 0 turns it off (default {mimmu['preserve_anchors']} for mimmu, 0 otherwise)",
+        f"their keys and values; 0 turns it off (default {mimmu_defaults['preserve_anchors']} for mimmu, 0 otherwise)",
     )
     parser.add_argument(
         "--anchor-images",
@@ -223,7 +223,7 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="passes over the forgetting set; ESD-x runs epochs x ceil(forgetting size / batch size) steps "
-        f"(default {mimmu['epochs']} for mimmu, {esd['epochs']} for esd)",
+        f"(default {mimmu_defaults['epochs']} for mimmu, {esd_defaults['epochs']} for esd)",
     )
     parser.add_argument(
         "--batch-size",
@@ -235,7 +235,8 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         "--learning-rate",
         type=float,
         default=None,
-        help=f"learning rate of the optimizer (default {mimmu['learning_rate']} for mimmu, {esd['learning_rate']} for esd)",
+        help=f"learning rate of the optimizer (default {mimmu_defaults['learning_rate']} for mimmu, "
+        f"{esd_defaults['learning_rate']} for esd)",
     )
     parser.add_argument(
         "--mi-tolerance",

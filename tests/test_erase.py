@@ -153,7 +153,7 @@ def test_defaults_per_method(method):
     assert EraseConfig(method=method, epochs=7).epochs == 7
 
 
-def test_preserve_anchors_values():
+def test_config_values_normalised():
     assert EraseConfig(preserve_anchors=0).digest() == EraseConfig(preserve_anchors=0.0).digest()
     assert EraseConfig(learning_rate=1).digest() == EraseConfig(learning_rate=1.0).digest()
     config = EraseConfig(preserve_anchors=0.99)
