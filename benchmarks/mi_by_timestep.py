@@ -1,26 +1,39 @@
 """Split an erased model's remaining conditional MI by timestep band and by image source.
 
     .venv/bin/python benchmarks/mi_by_timestep.py --erased out/red --concept red
+    .venv/bin/python benchmarks/mi_by_timestep.py --erased out/star --concept star --prompts retained --decompose
 
-For the first 64 forgetting prompts of `mimmu evaluate`'s default evaluation set
-(held-out templates, the same seeds), it estimates the orthogonal-form MI of the erased model, i_o(x; concept | context), on
-three sets of clean latents:
+It takes the first 64 prompts of one kind (forgetting or retained) from `mimmu evaluate`'s
+default evaluation set (held-out templates, the same seeds), with their anchors: the
+prompt without the concept it names. By default it estimates the orthogonal-form MI of
+the erased model, i_o(x; concept | context), on three sets of clean latents:
 
 - the erased model's own images of the prompts (what `mimmu evaluate` measures),
 - the base model's images of the same prompts (the concept as the base draws it),
 - the base model's images of the anchor prompts (what an erasure should leave).
 
+With --decompose it measures, on the erased model's own images only, how far each
+prediction moved. Every row is the same weighted sum with another pair of predictions
+(e = erased model, b = base model, c = prompt, a = anchor):
+
+- e(c) vs e(a): the erased model's MI (the first row of the default mode),
+- b(c) vs b(a): the base model's MI on the same images,
+- e(c) vs b(c): how far the erasure moved the prompt's prediction,
+- e(a) vs b(a): how far it moved the anchor's prediction,
+- e(c) vs b(a): MiM-MU's training objective (prompt against the frozen anchor).
+
 The integral over log-SNR is a sum over a fixed grid of timesteps (every 25th) rather
 than a Monte Carlo draw, so every band gets the same number of terms:
 
-    i_o ~= 1/2 * sum over grid t of E_eps ||eps(x_t, t, c) - eps(x_t, t, a)||^2 * sum_{s=t}^{t+24} delta_lambda_s
+    sum ~= 1/2 * sum over grid t of E_eps ||eps_1(x_t, t) - eps_2(x_t, t)||^2 * sum_{s=t}^{t+24} delta_lambda_s
 
-Prints one JSON line per image source: the total in nats and its share per band.
+Prints one JSON line per row: the total in nats and the part of it in each timestep band.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 
 import numpy as np
@@ -37,25 +50,45 @@ from mimmu.schedule import delta_log_snr
 STRIDE = 25
 BANDS = ((0, 100), (100, 300), (300, 600), (600, 1000))
 EVALUATION_SIZE, EVALUATION_SEED = 128, 1000  # the defaults of mimmu.evaluation.evaluate_erased
+# Rows of --decompose: label -> the two predictions compared, as (model, prompt) pairs.
+DECOMPOSITION = {
+    "e(c) vs e(a), erased MI": (("erased", "prompt"), ("erased", "anchor")),
+    "b(c) vs b(a), base MI": (("base", "prompt"), ("base", "anchor")),
+    "e(c) vs b(c), prompt moved": (("erased", "prompt"), ("base", "prompt")),
+    "e(a) vs b(a), anchor moved": (("erased", "anchor"), ("base", "anchor")),
+    "e(c) vs b(a), training objective": (("erased", "prompt"), ("base", "anchor")),
+}
 
 
 @torch.no_grad()
-def mi_by_band(unet, alphas_cumprod, latents, prompt_embeds, anchor_embeds, seed: int = 0) -> dict:
-    """Return {"total": nats, "lo-hi": nats, ...} for latents (N, C, H, W) and embeddings (N, L, D)."""
+def distances_by_band(unets: dict, alphas_cumprod, latents, embeds: dict, pairs: dict, seed: int = 0) -> dict:
+    """Return {label: {"total": nats, "lo-hi": nats, ...}} for each pair of predictions.
+
+    unets maps a model name to a UNet, embeds a prompt name to embeddings (N, L, D), and
+    pairs a label to ((model, prompt), (model, prompt)). latents: clean latents (N, C, H, W).
+    All pairs share the noise and timesteps.
+    """
     delta = delta_log_snr(alphas_cumprod).float()
     generator = torch.Generator().manual_seed(seed)
-    grid = range(0, len(alphas_cumprod), STRIDE)
-    terms = {}
-    for t in grid:
+    needed = {key for pair in pairs.values() for key in pair}
+    terms = {label: {} for label in pairs}
+    for t in range(0, len(alphas_cumprod), STRIDE):
         noise = torch.randn(latents.shape, generator=generator)
         abar = alphas_cumprod[t].float()
         noisy_latents = abar.sqrt() * latents + (1 - abar).sqrt() * noise
         timesteps = torch.full((len(latents),), t)
-        pred_concept = unet(noisy_latents, timesteps, encoder_hidden_states=prompt_embeds).sample
-        pred_anchor = unet(noisy_latents, timesteps, encoder_hidden_states=anchor_embeds).sample
-        terms[t] = 0.5 * float(squared_distance(pred_concept, pred_anchor).mean()) * float(delta[t : t + STRIDE].sum())
-    bands = {f"{lo}-{hi - 1}": round(sum(v for t, v in terms.items() if lo <= t < hi), 3) for lo, hi in BANDS}
-    return {"total": round(sum(terms.values()), 3), **bands}
+        preds = {
+            (model, prompt): unets[model](noisy_latents, timesteps, encoder_hidden_states=embeds[prompt]).sample
+            for model, prompt in needed
+        }
+        weight = 0.5 * float(delta[t : t + STRIDE].sum())
+        for label, (first, second) in pairs.items():
+            terms[label][t] = weight * float(squared_distance(preds[first], preds[second]).mean())
+    rows = {}
+    for label, by_t in terms.items():
+        bands = {f"{lo}-{hi - 1}": round(sum(v for t, v in by_t.items() if lo <= t < hi), 3) for lo, hi in BANDS}
+        rows[label] = {"total": round(sum(by_t.values()), 3), **bands}
+    return rows
 
 
 def _prompt_count(text: str) -> int:
@@ -75,28 +108,49 @@ def main() -> None:
         type=_prompt_count,
         default=64,
         metavar="N",
-        help=f"forgetting prompts to measure, 1 to {EVALUATION_SIZE} (default 64)",
+        help=f"prompts to measure, 1 to {EVALUATION_SIZE} (default 64)",
+    )
+    parser.add_argument(
+        "--prompts",
+        choices=("forgetting", "retained"),
+        default="forgetting",
+        help="measure the concept's forgetting prompts, or the retained prompts about the other values of "
+        "its attribute (default forgetting)",
+    )
+    parser.add_argument(
+        "--decompose",
+        action="store_true",
+        help="on the erased model's own images, split the change into prompt and anchor predictions",
     )
     args = parser.parse_args()
 
     pipeline = load_pipeline(args.model, device="cpu")
     rng = np.random.default_rng(EVALUATION_SEED)
     evaluation = build_evaluation_prompts([args.concept], EVALUATION_SIZE, rng)
-    forgetting = [e for e in evaluation if e.kind == "forgetting"][: args.num_prompts]
-    prompts, anchors = [e.prompt for e in forgetting], [e.anchor for e in forgetting]
+    chosen = [e for e in evaluation if e.kind == args.prompts][: args.num_prompts]
+    prompts, anchors = [e.prompt for e in chosen], [e.anchor for e in chosen]
     seeds = [EVALUATION_SEED + index for index in range(len(prompts))]
-    base_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False)
-    anchor_images = generate_latents(pipeline, GenerationRequest(anchors, seeds), progress=False)
-    prompt_embeds, anchor_embeds = embed_prompts(pipeline, prompts), embed_prompts(pipeline, anchors)
+    embeds = {"prompt": embed_prompts(pipeline, prompts), "anchor": embed_prompts(pipeline, anchors)}
+    alphas_cumprod = pipeline.scheduler.alphas_cumprod
+    base_unet = copy.deepcopy(pipeline.unet) if args.decompose else None
+    if not args.decompose:
+        base_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False)
+        anchor_images = generate_latents(pipeline, GenerationRequest(anchors, seeds), progress=False)
 
     _, weights = load_erased_weights(args.erased)
     apply_weights(pipeline, weights)
-    erased_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False)
-    alphas_cumprod = pipeline.scheduler.alphas_cumprod
+    erased_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False).float()
+    if args.decompose:
+        unets = {"erased": pipeline.unet, "base": base_unet}
+        rows = distances_by_band(unets, alphas_cumprod, erased_images, embeds, DECOMPOSITION)
+        for label, row in rows.items():
+            print(json.dumps({"prompts": args.prompts, "pair": label, **row}))
+        return
+    pair = {"mi": (("erased", "prompt"), ("erased", "anchor"))}
     sources = {"erased model's images": erased_images, "base images": base_images, "base anchor images": anchor_images}
     for name, latents in sources.items():
-        row = mi_by_band(pipeline.unet, alphas_cumprod, latents.float(), prompt_embeds, anchor_embeds)
-        print(json.dumps({"images": name, **row}))
+        row = distances_by_band({"erased": pipeline.unet}, alphas_cumprod, latents.float(), embeds, pair)["mi"]
+        print(json.dumps({"prompts": args.prompts, "images": name, **row}))
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_erase_options(parser: argparse.ArgumentParser) -> None:
-    from mimmu.config import METHOD_DEFAULTS, METHODS, OPTIMIZERS, TRAINABLE_SETS, EraseConfig
+    from mimmu.config import LEARNING_RATE_SCHEDULES, METHOD_DEFAULTS, METHODS, OPTIMIZERS, TRAINABLE_SETS, EraseConfig
     from mimmu.prompt_sets import ANCHORS
     from mimmu.schedule import TIMESTEP_SAMPLING
 
@@ -237,6 +237,13 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"learning rate of the optimizer (default {mimmu_defaults['learning_rate']} for mimmu, "
         f"{esd_defaults['learning_rate']} for esd)",
+    )
+    parser.add_argument(
+        "--learning-rate-schedule",
+        choices=LEARNING_RATE_SCHEDULES,
+        default=defaults.learning_rate_schedule,
+        help="mimmu only: constant, or cosine decay from --learning-rate to 0 over the run "
+        f"(default {defaults.learning_rate_schedule})",
     )
     parser.add_argument(
         "--mi-tolerance",

@@ -14,6 +14,7 @@ from mimmu.schedule import TIMESTEP_SAMPLING
 METHODS = ("mimmu", "esd", "uce")
 TRAINABLE_SETS = ("kv", "attn2", "lora_kv")
 OPTIMIZERS = ("adam", "sgd")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 # Defaults that differ by method: a field left as None takes its method's value here.
 # MiM-MU's were chosen by the benchmark (docs/benchmarks.md). ESD-x keeps 60 epochs, i.e.
 # 120 steps of batch 32 on 64 prompts, and UCE ignores all four.
@@ -67,6 +68,9 @@ class EraseConfig:
         batch_size: latents per optimisation step.
         learning_rate: learning rate of the optimizer (Adam unless optimizer is "sgd"). None means
             1.2e-3 for MiM-MU and 1e-3 for ESD-x.
+        learning_rate_schedule: "constant", or "cosine" (decay to 0 over the run; see
+            mimmu.trainer.learning_rate_at). MiM-MU only; cosine did not lower the remaining
+            MI on MiniCanvas (docs/benchmarks.md).
         mi_tolerance: stop early once the forgetting set's estimated MI, in nats, is below
             this; 0 disables early stopping.
         mi_check_every: epochs between MI estimates for early stopping and the MI curve.
@@ -95,6 +99,7 @@ class EraseConfig:
     epochs: int | None = None
     batch_size: int = 32
     learning_rate: float | None = None
+    learning_rate_schedule: str = "constant"
     mi_tolerance: float = 0.0
     mi_check_every: int = 9
     esd_eta: float = 1.0
@@ -110,6 +115,7 @@ class EraseConfig:
             "timestep_sampling": TIMESTEP_SAMPLING,
             "trainable": TRAINABLE_SETS,
             "optimizer": OPTIMIZERS,
+            "learning_rate_schedule": LEARNING_RATE_SCHEDULES,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -143,6 +149,7 @@ class EraseConfig:
         object.__setattr__(self, "preserve_anchors", float(share))  # 0 and 0.0 give one digest
         mimmu_only = {
             "optimizer": self.optimizer != "adam",
+            "learning_rate_schedule": self.learning_rate_schedule != "constant",
             "anchor_images": self.anchor_images,
             "preserve_null": self.preserve_null,
             "preserve_anchors": self.preserve_anchors > 0,

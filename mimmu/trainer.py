@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,17 @@ def _noisy(
 ) -> torch.Tensor:
     abar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
     return abar.sqrt() * latents + (1 - abar).sqrt() * noise
+
+
+def learning_rate_at(step: int, total_steps: int, learning_rate: float, schedule: str) -> float:
+    """Return the learning rate of optimisation step `step` (0-based) of `total_steps`.
+
+    "constant" keeps `learning_rate`; "cosine" decays it to 0 over the run (Loshchilov and
+    Hutter, SGDR, ICLR 2017): lr_s = learning_rate * (1 + cos(pi * s / total_steps)) / 2.
+    """
+    if schedule == "cosine":
+        return learning_rate * 0.5 * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
+    return learning_rate
 
 
 def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
@@ -242,9 +254,10 @@ class MimmuTrainer:
         start_epoch = self._resume(checkpoint_dir, history) if checkpoint_dir else 0
         count = len(self.forgetting_set.latents)
         steps_per_epoch = -(-count // config.batch_size)
+        total_steps = config.epochs * steps_per_epoch
         started = time.perf_counter()
         bar = tqdm(
-            total=config.epochs * steps_per_epoch,
+            total=total_steps,
             initial=start_epoch * steps_per_epoch,
             desc="erase",
             disable=not progress,
@@ -253,6 +266,11 @@ class MimmuTrainer:
         for epoch in range(start_epoch, config.epochs):
             order = torch.randperm(count, generator=self.generator)
             for step, begin in enumerate(range(0, count, config.batch_size)):
+                rate = learning_rate_at(
+                    len(history.losses), total_steps, config.learning_rate, config.learning_rate_schedule
+                )
+                for group in self.optimizer.param_groups:
+                    group["lr"] = rate
                 loss = self._step(order[begin : begin + config.batch_size], epoch, step)
                 history.losses.append(loss)
                 bar.update()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from mimmu.loading import load_erased, load_pipeline
 from mimmu.mutual_information import rows_per_group
 from mimmu.prompt_sets import build_prompt_set, check_concepts
 from mimmu.trainable import complement_projector, cross_attention_linears, principal_directions
-from mimmu.trainer import MimmuTrainer
+from mimmu.trainer import MimmuTrainer, learning_rate_at
 
 SMALL = {"forgetting_size": 8, "epochs": 2, "batch_size": 4, "esd_sampling_steps": 3, "mi_check_every": 1}
 
@@ -162,6 +163,32 @@ def test_config_values_normalised():
     assert parse_method("esd0").preserve_anchors == 0.0
 
 
+def test_learning_rate_schedule():
+    assert learning_rate_at(7, 10, 1e-3, "constant") == 1e-3
+    assert learning_rate_at(0, 10, 1e-3, "cosine") == pytest.approx(1e-3)
+    assert learning_rate_at(5, 10, 1e-3, "cosine") == pytest.approx(5e-4)
+    assert learning_rate_at(9, 10, 1e-3, "cosine") == pytest.approx(1e-3 * (1 + math.cos(0.9 * math.pi)) / 2)
+    with pytest.raises(MimmuError, match="learning_rate_schedule applies to method 'mimmu' only"):
+        EraseConfig(method="esd", learning_rate_schedule="cosine")
+    with pytest.raises(MimmuError, match="invalid learning_rate_schedule 'step'; expected one of constant, cosine"):
+        EraseConfig(learning_rate_schedule="step")
+
+
+def test_trainer_follows_cosine_schedule(tiny_sd_dir):
+    config = EraseConfig(**{**SMALL, "epochs": 3, "learning_rate_schedule": "cosine"})
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    trainer = MimmuTrainer(pipeline, _forgetting_set(pipeline), config)
+    rates = []
+    trainer.train(
+        None, progress=False, callback=lambda step, loss: rates.append(trainer.optimizer.param_groups[0]["lr"])
+    )
+    total = len(rates)
+    assert total == 3 * 2
+    assert rates == pytest.approx([learning_rate_at(s, total, config.learning_rate, "cosine") for s in range(total)])
+    assert rates[0] == pytest.approx(config.learning_rate)
+    assert rates[-1] < 0.1 * config.learning_rate
+
+
 def test_principal_directions_energy_share():
     generator = torch.Generator().manual_seed(0)
     scales = torch.tensor([10.0, 5.0, 2.0, 1.0, 0.5, 0.1])
@@ -246,8 +273,9 @@ def test_sgd_updates_stay_in_token_span(tiny_sd_dir, tmp_path):
     assert leak("adam", 1e-3) > 0.1
 
 
-def test_resume_matches_uninterrupted(tiny_sd_dir, tmp_path):
-    config = EraseConfig(**{**SMALL, "epochs": 4, "checkpoint_every": 1})
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_matches_uninterrupted(tiny_sd_dir, tmp_path, schedule):
+    config = EraseConfig(**{**SMALL, "epochs": 4, "checkpoint_every": 1, "learning_rate_schedule": schedule})
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")
     forgetting_set = _forgetting_set(pipeline)
     MimmuTrainer(pipeline, forgetting_set, config).train(tmp_path / "full", progress=False)
