@@ -158,8 +158,8 @@ class EraseConfig:
         if self.method != "mimmu" and changed:
             raise MimmuError(
                 f"{', '.join(changed)} {'applies' if len(changed) == 1 else 'apply'} to method 'mimmu' only, not "
-                f"{self.method!r}; for {self.method} keep optimizer adam, anchor_images false, preserve_null false "
-                "and preserve_anchors 0"
+                f"{self.method!r}; for {self.method} keep optimizer adam, learning_rate_schedule constant, "
+                "anchor_images false, preserve_null false and preserve_anchors 0"
             )
         if self.learning_rate == 0 and self.method != "uce" and self.epochs > 0:
             raise MimmuError("learning_rate is 0, so training would change nothing; pass a positive rate or --epochs 0")
