@@ -64,9 +64,9 @@ DECOMPOSITION = {
 def distances_by_band(unets: dict, alphas_cumprod, latents, embeds: dict, pairs: dict, seed: int = 0) -> dict:
     """Return {label: {"total": nats, "lo-hi": nats, ...}} for each pair of predictions.
 
-    unets maps a model name to a UNet, embeds a prompt name to embeddings (N, L, D), and
-    pairs a label to ((model, prompt), (model, prompt)). latents: clean latents (N, C, H, W).
-    All pairs share the noise and timesteps.
+    `unets` maps a model name to a UNet and `embeds` a prompt name to embeddings (N, L, D).
+    `pairs` maps a label to ((model, prompt), (model, prompt)). `latents` are clean latents
+    (N, C, H, W). Every pair sees the same noise and timesteps.
     """
     delta = delta_log_snr(alphas_cumprod).float()
     generator = torch.Generator().manual_seed(seed)
@@ -132,20 +132,22 @@ def main() -> None:
     seeds = [EVALUATION_SEED + index for index in range(len(prompts))]
     embeds = {"prompt": embed_prompts(pipeline, prompts), "anchor": embed_prompts(pipeline, anchors)}
     alphas_cumprod = pipeline.scheduler.alphas_cumprod
-    base_unet = copy.deepcopy(pipeline.unet) if args.decompose else None
-    if not args.decompose:
-        base_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False)
-        anchor_images = generate_latents(pipeline, GenerationRequest(anchors, seeds), progress=False)
-
     _, weights = load_erased_weights(args.erased)
-    apply_weights(pipeline, weights)
-    erased_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False).float()
+
     if args.decompose:
+        base_unet = copy.deepcopy(pipeline.unet)
+        apply_weights(pipeline, weights)
+        erased_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False)
         unets = {"erased": pipeline.unet, "base": base_unet}
-        rows = distances_by_band(unets, alphas_cumprod, erased_images, embeds, DECOMPOSITION)
+        rows = distances_by_band(unets, alphas_cumprod, erased_images.float(), embeds, DECOMPOSITION)
         for label, row in rows.items():
             print(json.dumps({"prompts": args.prompts, "pair": label, **row}))
         return
+
+    base_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False)
+    anchor_images = generate_latents(pipeline, GenerationRequest(anchors, seeds), progress=False)
+    apply_weights(pipeline, weights)
+    erased_images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False)
     pair = {"mi": (("erased", "prompt"), ("erased", "anchor"))}
     sources = {"erased model's images": erased_images, "base images": base_images, "base anchor images": anchor_images}
     for name, latents in sources.items():
