@@ -68,9 +68,9 @@ class EraseConfig:
         batch_size: latents per optimisation step.
         learning_rate: learning rate of the optimizer (Adam unless optimizer is "sgd"). None means
             1.2e-3 for MiM-MU and 1e-3 for ESD-x.
-        learning_rate_schedule: "constant", or "cosine" (decay to 0 over the run; see
-            mimmu.trainer.learning_rate_at). MiM-MU only; cosine did not lower the remaining
-            MI on MiniCanvas (docs/benchmarks.md).
+        learning_rate_schedule: "constant", or "cosine", which decays the rate to 0 over the
+            run (mimmu.trainer.learning_rate_at). MiM-MU only. Cosine did not lower the
+            remaining MI on MiniCanvas (docs/benchmarks.md).
         mi_tolerance: stop early once the forgetting set's estimated MI, in nats, is below
             this; 0 disables early stopping.
         mi_check_every: epochs between MI estimates for early stopping and the MI curve.

@@ -78,7 +78,7 @@ def _noisy(
 def learning_rate_at(step: int, total_steps: int, learning_rate: float, schedule: str) -> float:
     """Return the learning rate of optimisation step `step` (0-based) of `total_steps`.
 
-    "constant" keeps `learning_rate`; "cosine" decays it to 0 over the run (Loshchilov and
+    "constant" keeps `learning_rate`. "cosine" decays it to 0 over the run (Loshchilov and
     Hutter, SGDR, ICLR 2017): lr_s = learning_rate * (1 + cos(pi * s / total_steps)) / 2.
     """
     if schedule == "cosine":
