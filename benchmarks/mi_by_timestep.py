@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,25 +92,31 @@ def distances_by_band(unets: dict, alphas_cumprod, latents, embeds: dict, pairs:
     return rows
 
 
-def _prompt_count(text: str) -> int:
+def prompt_count(text: str) -> int:
+    """Parse --num-prompts: an integer from 1 to EVALUATION_SIZE."""
     count = int(text)
     if not 1 <= count <= EVALUATION_SIZE:
         raise argparse.ArgumentTypeError(f"invalid prompt count {count}; pass 1 to {EVALUATION_SIZE}")
     return count
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--erased", required=True, help="erased-model folder written by `mimmu erase`")
+def add_model_arguments(parser: argparse.ArgumentParser, num_prompts_help: str) -> None:
+    """Add --erased, --concept, --model and --num-prompts, which both MI diagnostics take."""
+    parser.add_argument("--erased", required=True, type=Path, help="erased-model folder written by `mimmu erase`")
     parser.add_argument("--concept", required=True, help="the erased concept to measure")
     parser.add_argument("--model", default="minicanvas", help="base model (default minicanvas)")
     parser.add_argument(
         "--num-prompts",
-        type=_prompt_count,
+        type=prompt_count,
         default=64,
         metavar="N",
-        help=f"prompts to measure, 1 to {EVALUATION_SIZE} (default 64)",
+        help=f"{num_prompts_help}, 1 to {EVALUATION_SIZE} (default 64)",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser, "prompts to measure")
     parser.add_argument(
         "--prompts",
         choices=("forgetting", "retained"),
