@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 from mimmu.config import EraseConfig
@@ -66,22 +67,35 @@ def _row(concept: str, spec: str, metrics: dict) -> dict:
         "method": spec,
         **{k: metrics.get(k) for k in keys},
         "neighbour_drops": metrics.get("neighbour_drops"),
+        "stderr": metrics.get("stderr"),
     }
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Return the benchmark rows as a Markdown table."""
-    header = "| concept | method | EE | UA | IRA (base) | CRA (base) | worst retained | PSNR dB | MI target erased/base | MI retained erased/base | erase s |"
+    """Return the benchmark rows as a Markdown table, MI ratios with their standard errors."""
+    header = (
+        "| concept | method | EE | UA | IRA (base) | CRA (base) | worst retained | PSNR dB | "
+        "MI target erased/base | MI retained erased/base | erase s |"
+    )
     lines = [header, "|" + "---|" * 11]
     for r in rows:
-        mi_target = r["mi_target_erased"] / r["mi_target_base"] if r["mi_target_base"] else float("nan")
-        mi_retained = r["mi_retained_erased"] / r["mi_retained_base"] if r["mi_retained_base"] else float("nan")
+        stderr = r.get("stderr") or {}
+        mi_target = _ratio(r["mi_target_erased"], r["mi_target_base"], stderr.get("mi_target_ratio"))
+        mi_retained = _ratio(r["mi_retained_erased"], r["mi_retained_base"], stderr.get("mi_retained_ratio"))
         lines.append(
             f"| {r['concept']} | {r['method']} | {r['ee']:.3f} | {r['ua']:.3f} | {r['ira']:.3f} ({r['ira_base']:.3f}) | "
             f"{r['cra']:.3f} ({r['cra_base']:.3f}) | {r['worst_retained']:.3f} ({r['worst_retained_concept']}) | "
-            f"{r['paired_psnr_db']:.1f} | {mi_target:.3f} | {mi_retained:.3f} | {r['erase_seconds']:.1f} |"
+            f"{r['paired_psnr_db']:.1f} | {mi_target} | {mi_retained} | {r['erase_seconds']:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _ratio(erased: float, base: float, stderr: float | None) -> str:
+    """Format erased / base to three decimals, with "+- stderr" when the error is known."""
+    if not base:
+        return "nan"
+    text = f"{erased / base:.3f}"
+    return text if stderr is None or math.isnan(stderr) else f"{text} +- {stderr:.3f}"
 
 
 def run_benchmark(

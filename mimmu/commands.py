@@ -214,10 +214,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         training = json.loads(training_file.read_text()) if training_file.is_file() else None
         index = write_report(args.report, metrics, base, erased, evaluation, training)
         print(f"report: {index}")
+    stderr = metrics["stderr"]
     print(
         f"EE {metrics['ee']:.3f}  UA {metrics['ua']:.3f}  IRA {metrics['ira']:.3f} (base {metrics['ira_base']:.3f})  "
         f"CRA {metrics['cra']:.3f} (base {metrics['cra_base']:.3f})  PSNR {metrics['paired_psnr_db']:.1f} dB  "
-        f"MI {metrics['mi_target_erased']:.3f} (base {metrics['mi_target_base']:.3f}) nats"
+        f"MI {metrics['mi_target_erased']:.3f} +- {stderr['mi_target_erased']:.3f} "
+        f"(base {metrics['mi_target_base']:.3f} +- {stderr['mi_target_base']:.3f}) nats"
     )
     print(f"wrote {out}")
     return 0

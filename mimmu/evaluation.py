@@ -21,7 +21,7 @@ from mimmu.metrics.rates import binomial_stderr, erasure_efficacy, target_rate
 from mimmu.minicanvas.check import images_to_tensor
 from mimmu.minicanvas.evaluator import Evaluator
 from mimmu.minicanvas.vocabulary import ATTRIBUTES, ENTANGLED_PAIRS
-from mimmu.mutual_information import pointwise_mi, rows_per_group, summarize
+from mimmu.mutual_information import paired_ratio_stderr, pointwise_mi, rows_per_group, summarize
 from mimmu.prompt_sets import EvaluationPrompt
 
 logger = logging.getLogger(__name__)
@@ -88,22 +88,24 @@ def generate_outputs(
     return Outputs(prompts, latents.float().cpu(), images, labels, features.numpy().astype(np.float64))
 
 
-def estimate_mi(
+def estimate_pointwise_mi(
     pipeline: DiffusionPipeline,
     latents: torch.Tensor,
     prompts: list[str],
     anchors: list[str],
     seed: int,
     groups: list[str] | None = None,
-) -> dict:
-    """Return the orthogonal-form MI (nats) between prompts and their images, against the anchors.
+) -> torch.Tensor:
+    """Return the orthogonal-form pointwise MI (nats) between prompts and their images, against the anchors.
 
     Uses the first MI_IMAGES images, or with `groups` (the erased concept of each row) the
     first MI_IMAGES // len(set(groups)) images of each group, so every concept gets a share.
+    The rows and the noise draws depend only on the prompts and `seed`, so the estimates of
+    a base and an erased model pair up row by row. Shape (rows,).
     """
     rows = rows_per_group(groups, MI_IMAGES) if groups else list(range(min(MI_IMAGES, len(latents))))
     device = pipeline.device
-    pointwise = pointwise_mi(
+    return pointwise_mi(
         pipeline.unet,
         pipeline.scheduler.alphas_cumprod,
         latents[rows].to(device),
@@ -112,7 +114,6 @@ def estimate_mi(
         draws_per_image=MI_DRAWS,
         generator=torch.Generator().manual_seed(seed),
     )
-    return summarize(pointwise, MI_DRAWS, "orthogonal").to_dict()
 
 
 def _index(attribute: str, value: str) -> int:
@@ -307,7 +308,8 @@ def evaluate_erased(
             pipeline, evaluator, groups["forgetting"][1], seed, batch_size, progress, "base anchor"
         )
         mi_base = {
-            name: estimate_mi(pipeline, base[name].latents, *groups[name], seed, mi_groups[name]) for name in groups
+            name: estimate_pointwise_mi(pipeline, base[name].latents, *groups[name], seed, mi_groups[name])
+            for name in groups
         }
         neighbours = {c: nearest_concepts(pipeline, c) for c in concepts}
         cached = (base, mi_base, neighbours)
@@ -321,17 +323,33 @@ def evaluate_erased(
         for name, (prompts, _) in groups.items()
     }
     mi_erased = {
-        name: estimate_mi(pipeline, erased[name].latents, *groups[name], seed, mi_groups[name]) for name in groups
+        name: estimate_pointwise_mi(pipeline, erased[name].latents, *groups[name], seed, mi_groups[name])
+        for name in groups
+    }
+    mi = {
+        model: {name: summarize(points[name], MI_DRAWS, "orthogonal").to_dict() for name in groups}
+        for model, points in (("base", mi_base), ("erased", mi_erased))
     }
 
     metrics = compute_metrics(concepts, evaluation, base, erased, neighbours)
+    # Standard errors over images of the MI estimates, and of the erased/base ratios.
+    metrics["stderr"].update(
+        {
+            "mi_target_base": mi["base"]["forgetting"]["stderr"],
+            "mi_target_erased": mi["erased"]["forgetting"]["stderr"],
+            "mi_retained_base": mi["base"]["retained"]["stderr"],
+            "mi_retained_erased": mi["erased"]["retained"]["stderr"],
+            "mi_target_ratio": paired_ratio_stderr(mi_erased["forgetting"], mi_base["forgetting"]),
+            "mi_retained_ratio": paired_ratio_stderr(mi_erased["retained"], mi_base["retained"]),
+        }
+    )
     metrics.update(
         {
-            "mi_target_base": mi_base["forgetting"]["value"],
-            "mi_target_erased": mi_erased["forgetting"]["value"],
-            "mi_retained_base": mi_base["retained"]["value"],
-            "mi_retained_erased": mi_erased["retained"]["value"],
-            "mi": {"base": mi_base, "erased": mi_erased},
+            "mi_target_base": mi["base"]["forgetting"]["value"],
+            "mi_target_erased": mi["erased"]["forgetting"]["value"],
+            "mi_retained_base": mi["base"]["retained"]["value"],
+            "mi_retained_erased": mi["erased"]["retained"]["value"],
+            "mi": mi,
             "erase_seconds": record.get("erase_seconds"),
             "forgetting_set_seconds": record.get("forgetting_set_seconds"),
             "method": record["method"],

@@ -118,3 +118,29 @@ def summarize(pointwise: torch.Tensor, draws_per_image: int, form: str) -> MIEst
     value = float(pointwise.double().mean())
     stderr = float(pointwise.double().std(unbiased=True) / math.sqrt(count)) if count > 1 else float("nan")
     return MIEstimate(value, stderr, count, draws_per_image, form)
+
+
+def paired_ratio_stderr(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
+    """Return the standard error of mean(numerator) / mean(denominator) over paired rows.
+
+    numerator and denominator (N,) are pointwise estimates whose i-th entries share a
+    prompt, a seed and the noise draws, such as an erased and a base model's. With
+    r = mean(a) / mean(b) and d_i = a_i - r b_i, a first-order expansion (the delta
+    method) gives r_hat - r ~= mean(d) / mean(b), so
+
+        se(r) ~= std(d) / (sqrt(N) |mean(b)|)
+
+    This counts the correlation between the pairs instead of assuming independence.
+    """
+    if numerator.shape != denominator.shape or numerator.dim() != 1:
+        raise MimmuError(
+            f"paired estimates need two vectors of one length, got shapes {tuple(numerator.shape)} "
+            f"and {tuple(denominator.shape)}; pass the pointwise estimates of the same rows"
+        )
+    count = len(numerator)
+    mean_denominator = float(denominator.double().mean()) if count else 0.0
+    if count < 2 or mean_denominator == 0:
+        return float("nan")
+    ratio = float(numerator.double().mean()) / mean_denominator
+    residuals = numerator.double() - ratio * denominator.double()
+    return float(residuals.std(unbiased=True)) / (math.sqrt(count) * abs(mean_denominator))
