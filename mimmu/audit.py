@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from mimmu.errors import MimmuError
-from mimmu.io import write_text_atomic
+from mimmu.io import exclusive_lock, write_text_atomic
 from mimmu.object_store import S3Uri, parse_s3_uri, read_bytes, upload_file
 
 logger = logging.getLogger(__name__)
@@ -77,11 +77,18 @@ def read_log(path: Path) -> list[dict]:
 def append_record(path: Path, record: dict) -> dict:
     """Append `record` to the log at `path` atomically, copy the log to S3 when configured, and return the entry.
 
-    When the copy fails, the local log is put back as it was before the call and the
-    error is raised, so a retry appends the record once.
+    Appends hold a lock on `<log>.lock`, so processes on one machine that append at the
+    same time chain their records one after the other and none is lost. When the copy
+    fails, the local log is put back as it was before the call and the error is raised,
+    so a retry appends the record once.
     """
     path = Path(path)
     remote = copy_uri()  # an invalid value fails before the log is touched
+    with exclusive_lock(path.with_name(path.name + ".lock")):
+        return _append_locked(path, record, remote)
+
+
+def _append_locked(path: Path, record: dict, remote: S3Uri | None) -> dict:
     previous_text = path.read_text() if path.is_file() else None
     records = read_log(path)
     entry = {**record, "previous_hash": records[-1]["hash"] if records else GENESIS}

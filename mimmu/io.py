@@ -1,8 +1,9 @@
-"""Atomic file and directory writes: a reader sees the old content or the new, never half."""
+"""Atomic file and directory writes (a reader sees the old content or the new, never half), and file locks."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -82,3 +83,21 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     os.replace(staging, path)
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the file at `path` (created if missing) for the block.
+
+    Processes on one machine that take the same lock run their blocks one at a time. The
+    lock is released when the block ends or the process dies. It does not cross machines,
+    and on network file systems it holds only where flock is supported.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

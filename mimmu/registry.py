@@ -10,7 +10,6 @@ adding a duplicate.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from mimmu.errors import MimmuError
 from mimmu.home import state_dir
+from mimmu.io import exclusive_lock
 from mimmu.object_store import S3Uri, looks_like_s3, parse_s3_uri
 
 logger = logging.getLogger(__name__)
@@ -99,14 +99,8 @@ def registry_lock() -> Iterator[None]:
     NOTE: the lock is a file under the state folder, so it serialises flows on one machine only.
     Flows on several machines that share one MLflow server are not serialised by it.
     """
-    path = state_dir() / "registry.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(state_dir() / "registry.lock"):
+        yield
 
 
 def ensure_registered_model(mlflow_client, name: str) -> None:

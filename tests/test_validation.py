@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 
 import pytest
 
@@ -103,3 +104,25 @@ def test_audit_log_chain_detects_edits(tmp_path):
     log.write_text("\n".join([json.dumps(edited, sort_keys=True), lines[1]]) + "\n")
     with pytest.raises(MimmuError, match="altered at line 1"):
         verify_log(log)
+
+
+def _append_many(log, writer: int, count: int, barrier) -> None:
+    barrier.wait()
+    for index in range(count):
+        append_record(log, {"writer": writer, "index": index})
+
+
+def test_concurrent_appends_keep_every_record(tmp_path):
+    log = tmp_path / "audit" / "decisions.jsonl"
+    context = multiprocessing.get_context("fork")
+    writers, count = 4, 25
+    barrier = context.Barrier(writers)
+    processes = [context.Process(target=_append_many, args=(log, w, count, barrier)) for w in range(writers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0] * writers
+    assert verify_log(log) == writers * count
+    written = {(r["writer"], r["index"]) for r in map(json.loads, log.read_text().splitlines())}
+    assert written == {(w, i) for w in range(writers) for i in range(count)}
