@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/mi_by_prompt_source.py --erased out/red --concept red
 
-It answers two questions about the MI that `mimmu evaluate` still finds after an erasure.
+It answers three questions about the MI that `mimmu evaluate` still finds after an erasure.
 
 Does the edit generalise beyond its training prompts? The same estimate runs on three
 prompt sets of N prompts each, every one on the erased model's own images of those
@@ -17,12 +17,19 @@ prompts (seeds 1000 + i, as in `mimmu evaluate`):
 Which token states carry the remainder? MiniLM's prompt embeddings are laid out as
 [CLS], the word pieces, [SEP] and padding up to 24 positions. The encoder mixes the
 whole sentence into every position, so [CLS], [SEP] and the padding states of "a red
-star" differ from those of "a star". The second row of each set replaces those states
-of the prompt with the anchor's (aligned from the end of the sentence) and measures
-again: what is left is carried by the word pieces.
+star" differ from those of "a star". The second row of each set gives the prompt the
+anchor's [CLS], the anchor's [SEP] in place of its own, and the anchor's states at
+its padding positions, and measures again: what is left is carried by the word pieces.
 
-The integral over log-SNR is the fixed grid of `mi_by_timestep.py` (every 25th timestep).
-Prints one JSON line per row: the total in nats and the part in each timestep band.
+How much of that difference can the edit reach? With anchor preservation, updates of
+to_k and to_v cannot act along the principal directions of the forgetting set's anchor
+states (and the empty prompt's), at the share the erasure used. The third line of each
+set gives the share of the energy of the prompt-minus-anchor differences at [CLS],
+[SEP] and padding that lies along those protected directions.
+
+The MI integral over log-SNR is the fixed grid of `mi_by_timestep.py` (every 25th
+timestep). Prints one JSON line per row: the total in nats, its standard error over
+images, and the part in each timestep band.
 """
 
 from __future__ import annotations
@@ -34,16 +41,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mi_by_timestep import EVALUATION_SEED, EVALUATION_SIZE, add_model_arguments, distances_by_band
+from mi_by_timestep import (
+    EVALUATION_SEED,
+    EVALUATION_SIZE,
+    add_model_arguments,
+    distances_by_band,
+    load_erased_on_base,
+)
 
-from mimmu.artifact import apply_weights, load_erased_weights
+from mimmu.artifact import apply_weights
 from mimmu.concepts import contains_concept, normalize_concept, remove_concept
 from mimmu.embeddings import embed_prompts
 from mimmu.errors import MimmuError
 from mimmu.generate import GenerationRequest, generate_latents
-from mimmu.loading import load_pipeline
 from mimmu.prompt_sets import build_evaluation_prompts, vocabulary_prompts
 from mimmu.text_encoder import count_tokens
+from mimmu.trainable import complement_projector, principal_directions
 
 FRESH_SEED = 5  # seed of the draw of other training-template captions
 
@@ -54,25 +67,61 @@ def special_states_from_anchor(
     """Return the prompt embeddings (N, L, D) with [CLS], [SEP] and padding states taken from the anchor's.
 
     `prompt_lengths` and `anchor_lengths` count tokens with [CLS] and [SEP]. A prompt of n
-    tokens has [SEP] at n - 1 and padding from n on. The anchor's [SEP] is at its own
-    m - 1, and its states from n on are padding too, since m < n.
+    tokens has [SEP] at n - 1 and padding from n on. It gets the anchor's [SEP] (at the
+    anchor's own m - 1) and the anchor's states at positions n and after, which are
+    padding too, since m <= n.
     """
     swapped = prompt_embeds.clone()
+    length = prompt_embeds.shape[1]
     for row, (n, m) in enumerate(zip(prompt_lengths, anchor_lengths, strict=True)):
+        if not 2 <= m <= n <= length:
+            raise MimmuError(
+                f"row {row}: the prompt has {n} tokens and its anchor {m}, but the layout needs "
+                f"2 <= anchor <= prompt <= {length}; pass prompts that contain the concept and fit the encoder"
+            )
         swapped[row, 0] = anchor_embeds[row, 0]
         swapped[row, n - 1] = anchor_embeds[row, m - 1]
         swapped[row, n:] = anchor_embeds[row, n:]
     return swapped
 
 
-def prompt_sources(erased: Path, concept: str, count: int) -> dict[str, list[str]]:
-    """Return the three prompt sets by name, `count` prompts each (fewer if the forgetting set is smaller)."""
+def special_differences(
+    prompt_embeds: torch.Tensor, anchor_embeds: torch.Tensor, prompt_lengths: list[int], anchor_lengths: list[int]
+) -> torch.Tensor:
+    """Return the prompt-minus-anchor states at [CLS], [SEP] and padding, stacked as (rows, D)."""
+    swapped = special_states_from_anchor(prompt_embeds, anchor_embeds, prompt_lengths, anchor_lengths)
+    rows = []
+    for row, n in enumerate(prompt_lengths):
+        positions = [0, n - 1, *range(n, prompt_embeds.shape[1])]
+        rows.append(prompt_embeds[row, positions] - swapped[row, positions])
+    return torch.cat(rows)
+
+
+def protected_share(differences: torch.Tensor, projector: torch.Tensor) -> float:
+    """Return the share of the energy of `differences` (rows, D) outside the range of `projector` (D, D)."""
+    differences = differences.double()
+    free = differences @ projector.double()
+    return 1.0 - float(free.pow(2).sum() / differences.pow(2).sum())
+
+
+def read_forgetting(erased: Path) -> list[dict]:
+    """Return the forgetting prompts of an erased folder: dicts with "prompt", "anchor" and "concept"."""
     path = erased / "prompt_set.json"
-    if not path.is_file():
-        raise MimmuError(f"{path} is missing; pass a folder written by `mimmu erase`")
-    trained = [p["prompt"] for p in json.loads(path.read_text())["forgetting"] if p["concept"] == concept]
+    try:
+        forgetting = json.loads(path.read_text())["forgetting"]
+        return [{"prompt": p["prompt"], "anchor": p["anchor"], "concept": p["concept"]} for p in forgetting]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise MimmuError(
+            f"cannot read the forgetting prompts of {path} ({error!r}); pass a folder written by `mimmu erase`"
+        ) from error
+
+
+def prompt_sources(forgetting: list[dict], concept: str, count: int) -> dict[str, list[str]]:
+    """Return the three prompt sets by name, `count` prompts each (fewer if the forgetting set is smaller)."""
+    trained = [p["prompt"] for p in forgetting if p["concept"] == concept]
     if not trained:
-        raise MimmuError(f"the erasure in {erased} trained on no prompt naming {concept!r}; pass the concept it erased")
+        erased = ", ".join(sorted({p["concept"] for p in forgetting}))
+        raise MimmuError(f"the erasure trained on no prompt naming {concept!r} but on {erased}; pass one of those")
     unseen = sorted(set(p for p in vocabulary_prompts() if contains_concept(p, concept)) - set(trained))
     rng = np.random.default_rng(FRESH_SEED)
     fresh = [unseen[int(i)] for i in rng.choice(len(unseen), size=min(count, len(unseen)), replace=False)]
@@ -81,34 +130,55 @@ def prompt_sources(erased: Path, concept: str, count: int) -> dict[str, list[str
     return {"forgetting-set prompts": trained[:count], "fresh training-template captions": fresh, "held-out": held_out}
 
 
+def protection_projector(pipeline, forgetting: list[dict], share: float) -> torch.Tensor | None:
+    """Return the projector onto the directions the erasure's updates could use, or None without anchor preservation.
+
+    It follows the trainer: the principal directions, at `share` of the energy, of the
+    token states of the anchors that name no erased concept and of the empty prompt.
+    """
+    if not share:
+        return None
+    erased = {p["concept"] for p in forgetting}
+    anchors = [p["anchor"] for p in forgetting if not any(contains_concept(p["anchor"], c) for c in erased)]
+    states = torch.cat([embed_prompts(pipeline, anchors).flatten(0, 1), embed_prompts(pipeline, [""]).flatten(0, 1)])
+    return complement_projector(principal_directions(states, share), "the anchor states", "pass a lower share")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser, "prompts per set")
     args = parser.parse_args()
     try:
         concept = normalize_concept(args.concept)
-        sources = prompt_sources(args.erased, concept, args.num_prompts)
+        forgetting = read_forgetting(args.erased)
+        sources = prompt_sources(forgetting, concept, args.num_prompts)
+        pipeline, record, weights = load_erased_on_base(args.model, args.erased)
+        projector = protection_projector(pipeline, forgetting, record["config"].get("preserve_anchors") or 0)
     except MimmuError as error:
         sys.exit(f"error: {error}")
 
-    pipeline = load_pipeline(args.model, device="cpu")
-    _, weights = load_erased_weights(args.erased)
-    apply_weights(pipeline, weights)
     pairs = {
         "as encoded": (("erased", "prompt"), ("erased", "anchor")),
         "[CLS], [SEP], padding from the anchor": (("erased", "swapped"), ("erased", "anchor")),
     }
+    embeds_by_source = {}
     for source, prompts in sources.items():
         anchors = [remove_concept(p, concept) for p in prompts]
+        lengths = [count_tokens(pipeline.tokenizer, p) for p in prompts]
+        anchor_lengths = [count_tokens(pipeline.tokenizer, a) for a in anchors]
+        embeds = {"prompt": embed_prompts(pipeline, prompts), "anchor": embed_prompts(pipeline, anchors)}
+        embeds["swapped"] = special_states_from_anchor(embeds["prompt"], embeds["anchor"], lengths, anchor_lengths)
+        embeds_by_source[source] = embeds
+        if projector is not None:
+            differences = special_differences(embeds["prompt"], embeds["anchor"], lengths, anchor_lengths)
+            share = round(protected_share(differences, projector), 3)
+            print(json.dumps({"prompts": source, "protected share of [CLS]/[SEP]/padding differences": share}))
+
+    apply_weights(pipeline, weights)
+    for source, prompts in sources.items():
         seeds = [EVALUATION_SEED + index for index in range(len(prompts))]
         images = generate_latents(pipeline, GenerationRequest(prompts, seeds), progress=False).float()
-        embeds = {"prompt": embed_prompts(pipeline, prompts), "anchor": embed_prompts(pipeline, anchors)}
-        embeds["swapped"] = special_states_from_anchor(
-            embeds["prompt"],
-            embeds["anchor"],
-            [count_tokens(pipeline.tokenizer, p) for p in prompts],
-            [count_tokens(pipeline.tokenizer, a) for a in anchors],
-        )
+        embeds = embeds_by_source[source]
         rows = distances_by_band({"erased": pipeline.unet}, pipeline.scheduler.alphas_cumprod, images, embeds, pairs)
         for label, row in rows.items():
             print(json.dumps({"prompts": source, "token states": label, "count": len(prompts), **row}))

@@ -27,7 +27,8 @@ than a Monte Carlo draw, so every band gets the same number of terms:
 
     sum ~= 1/2 * sum over grid t of E_eps ||eps_1(x_t, t) - eps_2(x_t, t)||^2 * sum_{s=t}^{t+24} delta_lambda_s
 
-Prints one JSON line per row: the total in nats and the part of it in each timestep band.
+Prints one JSON line per row: the total in nats, its standard error over images, and the part of it
+in each timestep band.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mimmu.artifact import apply_weights, load_erased_weights
+from mimmu.artifact import apply_weights, check_base, load_erased_weights, model_digest
 from mimmu.embeddings import embed_prompts
+from mimmu.errors import MimmuError
 from mimmu.generate import GenerationRequest, generate_latents
 from mimmu.loading import load_pipeline
 from mimmu.objective import squared_distance
@@ -63,11 +67,13 @@ DECOMPOSITION = {
 
 @torch.no_grad()
 def distances_by_band(unets: dict, alphas_cumprod, latents, embeds: dict, pairs: dict, seed: int = 0) -> dict:
-    """Return {label: {"total": nats, "lo-hi": nats, ...}} for each pair of predictions.
+    """Return {label: {"total": nats, "stderr": nats, "lo-hi": nats, ...}} for each pair of predictions.
 
     `unets` maps a model name to a UNet and `embeds` a prompt name to embeddings (N, L, D).
     `pairs` maps a label to ((model, prompt), (model, prompt)). `latents` are clean latents
-    (N, C, H, W). Every pair sees the same noise and timesteps.
+    (N, C, H, W). Every pair sees the same noise and timesteps. "total" and the bands are
+    means over the N images, and "stderr" is the standard error of the total over images
+    (None for one image). It leaves out the error of the fixed timestep grid.
     """
     delta = delta_log_snr(alphas_cumprod).float()
     generator = torch.Generator().manual_seed(seed)
@@ -84,12 +90,33 @@ def distances_by_band(unets: dict, alphas_cumprod, latents, embeds: dict, pairs:
         }
         weight = 0.5 * float(delta[t : t + STRIDE].sum())
         for label, (first, second) in pairs.items():
-            terms[label][t] = weight * float(squared_distance(preds[first], preds[second]).mean())
+            terms[label][t] = weight * squared_distance(preds[first], preds[second]).double()  # (N,)
     rows = {}
     for label, by_t in terms.items():
-        bands = {f"{lo}-{hi - 1}": round(sum(v for t, v in by_t.items() if lo <= t < hi), 3) for lo, hi in BANDS}
-        rows[label] = {"total": round(sum(by_t.values()), 3), **bands}
+        per_image = sum(by_t.values())
+        stderr = float(per_image.std(unbiased=True)) / math.sqrt(len(per_image)) if len(per_image) > 1 else None
+        bands = {
+            f"{lo}-{hi - 1}": round(float(sum(v for t, v in by_t.items() if lo <= t < hi).mean()), 3)
+            for lo, hi in BANDS
+        }
+        rows[label] = {
+            "total": round(float(per_image.mean()), 3),
+            "stderr": None if stderr is None else round(stderr, 3),
+            **bands,
+        }
     return rows
+
+
+def load_erased_on_base(model: str, erased: Path):
+    """Return the base pipeline (on the CPU), and the record and weights of an erased folder made from it.
+
+    Raises MimmuError when the folder is not an erased model, its weights are corrupted, or
+    it was made from another base model.
+    """
+    pipeline = load_pipeline(model, device="cpu")
+    record, weights = load_erased_weights(erased)
+    check_base(record, model_digest(model), model)
+    return pipeline, record, weights
 
 
 def prompt_count(text: str) -> int:
@@ -130,8 +157,11 @@ def main() -> None:
         help="on the erased model's own images, split the change into prompt and anchor predictions",
     )
     args = parser.parse_args()
+    try:
+        pipeline, _, weights = load_erased_on_base(args.model, args.erased)
+    except MimmuError as error:
+        sys.exit(f"error: {error}")
 
-    pipeline = load_pipeline(args.model, device="cpu")
     rng = np.random.default_rng(EVALUATION_SEED)
     evaluation = build_evaluation_prompts([args.concept], EVALUATION_SIZE, rng)
     chosen = [e for e in evaluation if e.kind == args.prompts][: args.num_prompts]
@@ -139,7 +169,6 @@ def main() -> None:
     seeds = [EVALUATION_SEED + index for index in range(len(prompts))]
     embeds = {"prompt": embed_prompts(pipeline, prompts), "anchor": embed_prompts(pipeline, anchors)}
     alphas_cumprod = pipeline.scheduler.alphas_cumprod
-    _, weights = load_erased_weights(args.erased)
 
     if args.decompose:
         base_unet = copy.deepcopy(pipeline.unet)

@@ -46,6 +46,8 @@ SCALAR_METRICS = (
     "mi_target_erased",
     "mi_retained_base",
     "mi_retained_erased",
+    "mi_target_ratio",
+    "mi_retained_ratio",
     "erase_seconds",
     "forgetting_set_seconds",
 )
@@ -114,6 +116,11 @@ def estimate_pointwise_mi(
         draws_per_image=MI_DRAWS,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def _ratio(erased: float, base: float) -> float:
+    """Return erased / base, or NaN when the base model has no MI to compare with."""
+    return erased / base if base else float("nan")
 
 
 def _index(attribute: str, value: str) -> int:
@@ -349,6 +356,8 @@ def evaluate_erased(
             "mi_target_erased": mi["erased"]["forgetting"]["value"],
             "mi_retained_base": mi["base"]["retained"]["value"],
             "mi_retained_erased": mi["erased"]["retained"]["value"],
+            "mi_target_ratio": _ratio(mi["erased"]["forgetting"]["value"], mi["base"]["forgetting"]["value"]),
+            "mi_retained_ratio": _ratio(mi["erased"]["retained"]["value"], mi["base"]["retained"]["value"]),
             "mi": mi,
             "erase_seconds": record.get("erase_seconds"),
             "forgetting_set_seconds": record.get("forgetting_set_seconds"),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
+import logging
 import math
 import os
 import shutil
@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def _current_umask() -> int:
@@ -87,16 +89,23 @@ def atomic_directory(path: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on the file at `path` (created if missing) for the block.
+    """Hold an exclusive advisory lock (flock) on the file at `path`, created if missing, for the block.
 
-    Processes on one machine that take the same lock run their blocks one at a time. The
-    lock is released when the block ends or the process dies. It does not cross machines,
-    and on network file systems it holds only where flock is supported.
+    Processes that take the same lock run their blocks one at a time, and a process that
+    has to wait logs it once. The lock is released when the block ends or the process
+    dies. On a local disk it covers one machine. Whether it reaches other machines
+    through a network file system depends on that file system. POSIX only.
     """
+    import fcntl
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("waiting for the lock on %s, which another process holds", path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -123,14 +123,17 @@ def summarize(pointwise: torch.Tensor, draws_per_image: int, form: str) -> MIEst
 def paired_ratio_stderr(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
     """Return the standard error of mean(numerator) / mean(denominator) over paired rows.
 
-    numerator and denominator (N,) are pointwise estimates whose i-th entries share a
-    prompt, a seed and the noise draws, such as an erased and a base model's. With
-    r = mean(a) / mean(b) and d_i = a_i - r b_i, a first-order expansion (the delta
-    method) gives r_hat - r ~= mean(d) / mean(b), so
+    numerator a and denominator b (N,) are pointwise estimates whose i-th entries share
+    a prompt, a seed and the noise draws, such as an erased and a base model's. For the
+    true ratio R = E[a] / E[b] and d_i = a_i - R b_i, a first-order expansion (the delta
+    method) gives r_hat - R ~= mean(d) / mean(b), with r_hat = mean(a) / mean(b). With R
+    estimated by r_hat:
 
-        se(r) ~= std(d) / (sqrt(N) |mean(b)|)
+        se(r_hat) ~= std(d) / (sqrt(N) |mean(b)|)
 
-    This counts the correlation between the pairs instead of assuming independence.
+    This counts the correlation between the pairs instead of assuming independence. When
+    the rows are stratified (an equal share per erased concept), std(d) also contains the
+    differences between strata, so the error is then somewhat overstated.
     """
     if numerator.shape != denominator.shape or numerator.dim() != 1:
         raise MimmuError(

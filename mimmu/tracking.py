@@ -41,6 +41,11 @@ def log_erasure_run(run_id: str, workdir: Path, metrics: dict, decision: dict, d
         for k in SCALAR_METRICS
         if isinstance(metrics.get(k), (int, float)) and math.isfinite(metrics[k])
     ]
+    values += [
+        Metric(f"stderr.{k}", float(v), 0, 0)
+        for k, v in sorted(metrics.get("stderr", {}).items())
+        if isinstance(v, (int, float)) and math.isfinite(v)
+    ]
     training = json.loads((workdir / "erased" / "training.json").read_text())
     values += [Metric("loss", float(v), 0, step) for step, v in enumerate(training["losses"]) if math.isfinite(v)]
     values += [Metric("forgetting_set_mi", float(e["value"]), 0, int(e["epoch"])) for e in training["mi"]]

@@ -67,9 +67,11 @@ def test_erasure_removes_star_keeps_others(tmp_path, monkeypatch, evaluator):
     assert metrics["ira_base"] - metrics["ira"] < 0.15
     assert metrics["cra_base"] - metrics["cra"] < 0.1
     assert metrics["mi_target_erased"] < metrics["mi_target_base"]
-    for group, prompts in (("target", "forgetting"), ("retained", "retained")):
+    for group in ("target", "retained"):
         for model in ("base", "erased"):
-            assert metrics["stderr"][f"mi_{group}_{model}"] == metrics["mi"][model][prompts]["stderr"]
-        assert 0 < metrics["stderr"][f"mi_{group}_ratio"] < 1
+            assert 0 < metrics["stderr"][f"mi_{group}_{model}"] < metrics[f"mi_{group}_{model}"]
+        ratio = metrics[f"mi_{group}_erased"] / metrics[f"mi_{group}_base"]
+        assert metrics[f"mi_{group}_ratio"] == pytest.approx(ratio)
+        assert 0 < metrics["stderr"][f"mi_{group}_ratio"] < ratio
     assert np.isfinite(metrics["fd"])
     assert metrics["num_forgetting"] == 32

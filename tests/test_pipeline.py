@@ -71,6 +71,8 @@ def test_rejected_run_leaves_production(prefect_server, home):
     assert run.data.tags["failed_gates"].startswith("ee_min")
     assert run.data.tags["prefect_flow_run_id"]
     assert "ee" in run.data.metrics
+    assert "mi_target_ratio" in run.data.metrics
+    assert "stderr.mi_target_ratio" in run.data.metrics
 
     # The same inputs again: the cached forgetting set is reused and no version is added.
     again = _run("star", params, epochs=0)

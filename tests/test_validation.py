@@ -116,12 +116,20 @@ def test_concurrent_appends_keep_every_record(tmp_path):
     log = tmp_path / "audit" / "decisions.jsonl"
     context = multiprocessing.get_context("fork")
     writers, count = 4, 25
-    barrier = context.Barrier(writers)
-    processes = [context.Process(target=_append_many, args=(log, w, count, barrier)) for w in range(writers)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
+    barrier = context.Barrier(writers, timeout=60)
+    processes = [
+        context.Process(target=_append_many, args=(log, w, count, barrier), daemon=True) for w in range(writers)
+    ]
+    try:
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join()
     assert [p.exitcode for p in processes] == [0] * writers
     assert verify_log(log) == writers * count
     written = {(r["writer"], r["index"]) for r in map(json.loads, log.read_text().splitlines())}
