@@ -80,8 +80,8 @@ def markdown_table(rows: list[dict]) -> str:
     lines = [header, "|" + "---|" * 11]
     for r in rows:
         stderr = r.get("stderr") or {}
-        mi_target = _ratio(r["mi_target_erased"], r["mi_target_base"], stderr.get("mi_target_ratio"))
-        mi_retained = _ratio(r["mi_retained_erased"], r["mi_retained_base"], stderr.get("mi_retained_ratio"))
+        mi_target = _format_ratio(r["mi_target_erased"], r["mi_target_base"], stderr.get("mi_target_ratio"))
+        mi_retained = _format_ratio(r["mi_retained_erased"], r["mi_retained_base"], stderr.get("mi_retained_ratio"))
         lines.append(
             f"| {r['concept']} | {r['method']} | {r['ee']:.3f} | {r['ua']:.3f} | {r['ira']:.3f} ({r['ira_base']:.3f}) | "
             f"{r['cra']:.3f} ({r['cra_base']:.3f}) | {r['worst_retained']:.3f} ({r['worst_retained_concept']}) | "
@@ -90,7 +90,7 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ratio(erased: float, base: float, stderr: float | None) -> str:
+def _format_ratio(erased: float, base: float, stderr: float | None) -> str:
     """Format erased / base to three decimals, with "+- stderr" when the error is known."""
     if not base:
         return "nan"
