@@ -8,9 +8,9 @@ Does the edit generalise beyond its training prompts? The same estimate runs on 
 prompt sets of N prompts each, every one on the erased model's own images of those
 prompts (seeds 1000 + i, as in `mimmu evaluate`):
 
-- forgetting-set prompts: the captions the erasure trained on (from the erased folder's
-  prompt_set.json), at seeds it never saw,
-- fresh training-template captions: other captions from the same MiniCanvas training
+- trained captions, new seeds: the captions the erasure trained on (from the erased
+  folder's prompt_set.json), at seeds it never saw,
+- other training-template captions: other captions from the same MiniCanvas training
   templates that name the concept, none of them in the forgetting set,
 - held-out prompts: the first N evaluation prompts of `mimmu evaluate`.
 
@@ -127,7 +127,11 @@ def prompt_sources(forgetting: list[dict], concept: str, count: int) -> dict[str
     fresh = [unseen[int(i)] for i in rng.choice(len(unseen), size=min(count, len(unseen)), replace=False)]
     evaluation = build_evaluation_prompts([concept], EVALUATION_SIZE, np.random.default_rng(EVALUATION_SEED))
     held_out = [e.prompt for e in evaluation if e.kind == "forgetting"][:count]
-    return {"forgetting-set prompts": trained[:count], "fresh training-template captions": fresh, "held-out": held_out}
+    return {
+        "trained captions, new seeds": trained[:count],
+        "other training-template captions": fresh,
+        "held-out prompts": held_out,
+    }
 
 
 def protection_projector(pipeline, forgetting: list[dict], share: float) -> torch.Tensor | None:

@@ -208,6 +208,17 @@ def _print_result(result: dict) -> None:
     print(f"Prefect UI: PREFECT_HOME={prefect_home} prefect server start")
 
 
+def check_input(concept: str, model: str, prompt_set: str | None) -> None:
+    """Reject a blank or unsafe concept, and one MiniCanvas never names, before any server starts."""
+    from mimmu.concepts import normalize_concept
+
+    name = normalize_concept(concept)
+    if model == "minicanvas" and prompt_set is None:
+        from mimmu.prompt_sets import check_concepts
+
+        check_concepts([name])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the flow and return the documented exit code."""
     parser = argparse.ArgumentParser(
@@ -224,11 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API request otherwise
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # one line per registered function otherwise
 
     from mimmu.errors import MimmuError
     from mimmu.lifecycle import GateFailure
 
     try:
+        check_input(args.concept, args.model, args.prompt_set)
         result = run(args.concept, args.model, args.epochs, args.params, args.prompt_set)
     except GateFailure as error:
         print(f"mimmu: prompt set rejected: {error} (evidence: {error.evidence})", file=sys.stderr)

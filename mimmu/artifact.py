@@ -57,7 +57,14 @@ def is_erased_dir(path: Path) -> bool:
 
 def read_erasure(path: Path) -> dict:
     """Return the parsed erasure.json of an erased-model folder."""
-    file = Path(path) / ERASURE_FILE
+    folder = Path(path)
+    if not folder.is_dir():
+        raise MimmuError(f"erased-model folder {str(folder)!r} not found; pass a folder written by `mimmu erase`")
+    file = folder / ERASURE_FILE
+    if not file.is_file():
+        raise MimmuError(
+            f"{str(folder)!r} has no {ERASURE_FILE}, so it is not an erased model; pass a folder written by `mimmu erase`"
+        )
     try:
         record = json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as error:

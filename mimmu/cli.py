@@ -36,7 +36,9 @@ def _energy_share(text: str) -> float:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default="minicanvas", help="'minicanvas' (the embedded model) or a diffusers pipeline folder"
+        "--model",
+        default="minicanvas",
+        help="'minicanvas' (the embedded model), a diffusers pipeline folder, or a folder written by `mimmu erase`",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if present, else cpu)")
     parser.add_argument(

@@ -133,6 +133,8 @@ def erase(
     )
     write_json_atomic(out / "training.json", {"losses": losses, "mi": mi, "erase_seconds": seconds})
     write_json_atomic(out / "prompt_set.json", prompt_set.to_dict())
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    logger.info("erased %s in %.1f s; wrote %s", ", ".join(concepts), seconds, out)
+    if (out / "checkpoints").exists():
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        logger.info("removed the checkpoints of the finished run from %s", out / "checkpoints")
+    logger.info("erased %s in %.1f s and wrote %s", ", ".join(concepts), seconds, out)
     return EraseResult(out, record, losses, mi, seconds, forgetting_seconds)

@@ -36,19 +36,21 @@ class SamplingDefaults:
 def resolve_source(source: str | Path) -> Path:
     """Return the pipeline directory that `source` names, after checking it is one."""
     if isinstance(source, str) and source.strip() == "":
-        raise MimmuError("model is empty; pass 'minicanvas' or a path to a diffusers pipeline directory")
+        raise MimmuError(
+            "model is empty; pass 'minicanvas', a diffusers pipeline directory or an erased-model directory"
+        )
     if str(source) == MINICANVAS:
         return MINICANVAS_DIR
     path = Path(source).expanduser()
     if not path.exists():
         raise MimmuError(
             f"model {str(source)!r} is neither 'minicanvas' nor an existing path; "
-            "pass 'minicanvas' or a path to a diffusers pipeline directory"
+            "pass 'minicanvas', a diffusers pipeline directory or an erased-model directory"
         )
     if not path.is_dir() or not ((path / "model_index.json").is_file() or (path / "erasure.json").is_file()):
         raise MimmuError(
-            f"{str(path)!r} is not a diffusers pipeline directory (no model_index.json); "
-            "pass a directory written by save_pretrained"
+            f"{str(path)!r} is neither a diffusers pipeline directory (no model_index.json) nor an erased "
+            "model (no erasure.json); pass a directory written by save_pretrained or by `mimmu erase`"
         )
     return path
 

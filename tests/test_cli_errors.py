@@ -32,7 +32,7 @@ def test_unknown_model_name(tmp_path, capsys):
     assert code == 2
     assert err.count("\n") == 0
     assert "'minicanva'" in err
-    assert "pass 'minicanvas' or a path" in err
+    assert "pass 'minicanvas', a diffusers pipeline directory or an erased-model directory" in err
     assert not out.exists()
 
 
@@ -52,7 +52,7 @@ def test_non_pipeline_directory(tmp_path, capsys):
     out = tmp_path / "out"
     code, err = _error(["generate", "--model", str(folder), "--prompt", "a star", "--out", str(out)], capsys)
     assert code == 2
-    assert "not a diffusers pipeline directory" in err
+    assert "neither a diffusers pipeline directory" in err
     assert not out.exists()
 
 
@@ -214,8 +214,25 @@ def test_erase_preserve_anchors_out_of_range(value, tmp_path, capsys):
 def test_evaluate_unknown_erased_folder(tmp_path, capsys):
     code, err = _error(["evaluate", "--erased", str(tmp_path), "--json", str(tmp_path / "m.json")], capsys)
     assert code == 2
-    assert "erasure.json" in err
+    assert "has no erasure.json, so it is not an erased model" in err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_evaluate_missing_erased_folder(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    code, err = _error(["evaluate", "--erased", str(missing), "--json", str(tmp_path / "m.json")], capsys)
+    assert code == 2
+    assert f"erased-model folder {str(missing)!r} not found" in err
+
+
+@pytest.mark.parametrize(("concept", "message"), [("  ", "empty or whitespace"), ("unicorn", "appears in none")])
+def test_flow_rejects_concept_before_starting(tmp_path, monkeypatch, capsys, concept, message):
+    from flows.erase_concept import EXIT_INVALID_INPUT, main
+
+    monkeypatch.setenv("MIMMU_HOME", str(tmp_path / "home"))
+    assert main(["--concept", concept]) == EXIT_INVALID_INPUT
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()  # no Prefect or MLflow state was set up
 
 
 def test_benchmark_unknown_method(tmp_path, capsys):

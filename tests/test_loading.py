@@ -119,14 +119,14 @@ def test_missing_directory(tmp_path):
 
 def test_directory_without_model_index(tmp_path):
     (tmp_path / "unet").mkdir()
-    with pytest.raises(MimmuError, match="not a diffusers pipeline directory"):
+    with pytest.raises(MimmuError, match="neither a diffusers pipeline directory"):
         load_pipeline(tmp_path)
 
 
 def test_file_instead_of_directory(tmp_path):
     file = tmp_path / "model.safetensors"
     file.write_bytes(b"")
-    with pytest.raises(MimmuError, match="not a diffusers pipeline directory"):
+    with pytest.raises(MimmuError, match="neither a diffusers pipeline directory"):
         load_pipeline(file)
 
 
