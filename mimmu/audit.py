@@ -10,8 +10,11 @@ A rewrite of the local log that recomputes every hash keeps a valid chain, but i
 longer matches the copy, which `verify_copy` detects. With versioning on the bucket,
 S3 also keeps every earlier state of the log.
 
-NOTE: the key depends only on the prefix and the file name, so state folders on several
-machines that share one prefix overwrite each other's copy. Give each its own prefix.
+Before it uploads, an append checks that the copy is missing or contains this log's
+records so far (an equal or shorter log). So a second state folder that shares the
+prefix gets an error instead of overwriting the first folder's copy.
+NOTE: two folders that append within the same moment can still both pass that check,
+because S3 has no lock across machines. Give each state folder its own prefix.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from mimmu.errors import MimmuError
 from mimmu.io import exclusive_lock, write_text_atomic
-from mimmu.object_store import S3Uri, parse_s3_uri, read_bytes, upload_file
+from mimmu.object_store import S3Uri, parse_s3_uri, read_bytes, read_bytes_if_present, upload_file
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +91,22 @@ def append_record(path: Path, record: dict) -> dict:
         return _append_locked(path, record, remote)
 
 
+def _check_copy_belongs(path: Path, target: S3Uri) -> None:
+    """Raise unless the copy at `target` is missing or equals the log at `path` or an earlier state of it."""
+    copied = read_bytes_if_present(target, COPY_URI_VARIABLE)
+    local = path.read_bytes() if path.is_file() else b""
+    if copied is None or local.startswith(copied):
+        return
+    raise MimmuError(
+        f"audit log copy {str(target)!r} is not a copy of {str(path)!r}: it contains records this log lacks, "
+        f"so another state folder writes to the same prefix or the copy was changed; set {COPY_URI_VARIABLE} "
+        "to a prefix of this folder's own, and compare the two logs with `mimmu audit verify`"
+    )
+
+
 def _append_locked(path: Path, record: dict, remote: S3Uri | None) -> dict:
+    if remote is not None:
+        _check_copy_belongs(path, copy_object(path, remote))
     previous_text = path.read_text() if path.is_file() else None
     records = read_log(path)
     entry = {**record, "previous_hash": records[-1]["hash"] if records else GENESIS}

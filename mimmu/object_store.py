@@ -41,6 +41,7 @@ MAX_PUT_BYTES = 5 * 1024**3
 
 _EXAMPLE = "s3://BUCKET/PREFIX, e.g. s3://mimmu-store/audit"
 _NOT_FOUND_CODES = {"404", "NoSuchBucket", "NoSuchKey", "NotFound"}
+_MISSING_OBJECT_CODES = _NOT_FOUND_CODES - {"NoSuchBucket"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
 
 
@@ -231,6 +232,20 @@ def upload_file(path: Path, uri: S3Uri, setting: str | None = None, client=None)
         )
     logger.info("uploaded %s to %s (%d bytes, sha256 %s)", path, uri, size, sha256)
     return sha256
+
+
+def read_bytes_if_present(uri: S3Uri, setting: str | None = None, client=None) -> bytes | None:
+    """Return the content of the object `uri`, or None when its bucket exists but the object does not."""
+    from botocore.exceptions import ClientError
+
+    client = client or s3_client()
+    with translated_errors(client, "read", uri, setting):
+        try:
+            return client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_OBJECT_CODES:
+                return None
+            raise
 
 
 def read_bytes(uri: S3Uri, client=None) -> bytes:

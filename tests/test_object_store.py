@@ -360,6 +360,38 @@ def test_audit_copy_failure_withdraws_record(s3, tmp_path, monkeypatch):
     assert log.read_bytes() == before
 
 
+def test_audit_second_folder_on_same_prefix_rejected(s3, tmp_path, monkeypatch):
+    monkeypatch.setenv("MIMMU_AUDIT_S3_URI", f"s3://{s3.bucket}/shared")
+    first = tmp_path / "first" / "decisions.jsonl"
+    second = tmp_path / "second" / "decisions.jsonl"
+    _append_two(first)
+
+    with pytest.raises(MimmuError, match="is not a copy of .*another state folder writes to the same prefix"):
+        append_record(second, {"decision": "promote", "version": "9"})
+    assert not second.exists()
+    assert _stored(s3, "shared/decisions.jsonl") == first.read_bytes()
+
+
+def test_audit_copy_behind_catches_up(s3, tmp_path, monkeypatch):
+    monkeypatch.setenv("MIMMU_AUDIT_S3_URI", f"s3://{s3.bucket}/audit")
+    log = tmp_path / "decisions.jsonl"
+    _append_two(log)
+    first_line = log.read_text().splitlines()[0] + "\n"
+    s3.client.put_object(Bucket=s3.bucket, Key="audit/decisions.jsonl", Body=first_line.encode())
+
+    append_record(log, {"decision": "promote", "version": "3"})
+    assert _stored(s3, "audit/decisions.jsonl") == log.read_bytes()
+    assert verify_copy(log, S3Uri(s3.bucket, "audit")) == 3
+
+
+def test_audit_copies_switched_on_later(s3, tmp_path, monkeypatch):
+    log = tmp_path / "decisions.jsonl"
+    _append_two(log)
+    monkeypatch.setenv("MIMMU_AUDIT_S3_URI", f"s3://{s3.bucket}/later")
+    append_record(log, {"decision": "promote", "version": "3"})
+    assert _stored(s3, "later/decisions.jsonl") == log.read_bytes()
+
+
 # MLflow artifacts
 
 
