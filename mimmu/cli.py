@@ -319,6 +319,14 @@ def _add_erasure_commands(commands) -> None:
         default=128,
         help="forgetting prompts per erased concept; retained prompts are four times as many (default 128)",
     )
+    evaluate.add_argument(
+        "--mi-images",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="images per MI estimate, split evenly between erased concepts and at most the prompts of each kind; "
+        "more images give smaller standard errors (default 64)",
+    )
     evaluate.add_argument("--seed", type=int, default=1000, help="seed of evaluation prompts and images (default 1000)")
     evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
 

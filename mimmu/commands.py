@@ -201,6 +201,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.device,
         args.dtype,
         progress=not args.quiet,
+        mi_images=args.mi_images,
     )
     write_json_atomic(out, metrics)
     if args.report:

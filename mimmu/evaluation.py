@@ -52,7 +52,7 @@ SCALAR_METRICS = (
     "forgetting_set_seconds",
 )
 
-MI_IMAGES = 64  # images per MI estimate
+MI_IMAGES = 64  # images per MI estimate, by default
 MI_DRAWS = 4  # timestep and noise draws per image
 
 
@@ -97,15 +97,16 @@ def estimate_pointwise_mi(
     anchors: list[str],
     seed: int,
     groups: list[str] | None = None,
+    count: int = MI_IMAGES,
 ) -> torch.Tensor:
     """Return the orthogonal-form pointwise MI (nats) between prompts and their images, against the anchors.
 
-    Uses the first MI_IMAGES images, or with `groups` (the erased concept of each row) the
-    first MI_IMAGES // len(set(groups)) images of each group, so every concept gets a share.
+    Uses the first `count` images, or with `groups` (the erased concept of each row) the
+    first count // len(set(groups)) images of each group, so every concept gets a share.
     The rows and the noise draws depend only on the prompts and `seed`, so the estimates of
     a base and an erased model pair up row by row. Shape (rows,).
     """
-    rows = rows_per_group(groups, MI_IMAGES) if groups else list(range(min(MI_IMAGES, len(latents))))
+    rows = rows_per_group(groups, count) if groups else list(range(min(count, len(latents))))
     device = pipeline.device
     return pointwise_mi(
         pipeline.unet,
@@ -273,11 +274,13 @@ def evaluate_erased(
     dtype: str | None = None,
     progress: bool = True,
     base_cache: dict | None = None,
+    mi_images: int = MI_IMAGES,
 ) -> tuple[dict, dict[str, Outputs], dict[str, Outputs]]:
     """Evaluate the erased model in `erased_dir` against `base_source`; returns metrics and both outputs.
 
     `concepts` defaults to every concept the erased model records. `base_cache`, when
     given, keeps base outputs between calls with the same prompts (a benchmark reuses them).
+    Each MI estimate uses up to `mi_images` images, no more than there are prompts of its kind.
     """
     from mimmu.artifact import apply_weights, check_base, load_erased_weights, model_digest
     from mimmu.concepts import normalize_concept
@@ -285,6 +288,8 @@ def evaluate_erased(
     from mimmu.loading import load_pipeline
     from mimmu.prompt_sets import build_evaluation_prompts
 
+    if isinstance(mi_images, bool) or not isinstance(mi_images, int) or mi_images < 2:
+        raise MimmuError(f"invalid number of MI images {mi_images!r}; pass an integer of at least 2")
     record, weights = load_erased_weights(erased_dir)
     check_base(record, model_digest(base_source), str(base_source))
     concepts = [normalize_concept(c) for c in (concepts or record["concepts"])]
@@ -304,7 +309,7 @@ def evaluate_erased(
     mi_groups = {"forgetting": [e.concept for e in forgetting], "retained": None}
 
     pipeline = load_pipeline(base_source, device, dtype)
-    key = (str(base_source), tuple(e.prompt for e in evaluation), seed)
+    key = (str(base_source), tuple(e.prompt for e in evaluation), seed, mi_images)
     cached = (base_cache or {}).get(key)
     if cached is None:
         base = {
@@ -315,7 +320,7 @@ def evaluate_erased(
             pipeline, evaluator, groups["forgetting"][1], seed, batch_size, progress, "base anchor"
         )
         mi_base = {
-            name: estimate_pointwise_mi(pipeline, base[name].latents, *groups[name], seed, mi_groups[name])
+            name: estimate_pointwise_mi(pipeline, base[name].latents, *groups[name], seed, mi_groups[name], mi_images)
             for name in groups
         }
         neighbours = {c: nearest_concepts(pipeline, c) for c in concepts}
@@ -330,7 +335,7 @@ def evaluate_erased(
         for name, (prompts, _) in groups.items()
     }
     mi_erased = {
-        name: estimate_pointwise_mi(pipeline, erased[name].latents, *groups[name], seed, mi_groups[name])
+        name: estimate_pointwise_mi(pipeline, erased[name].latents, *groups[name], seed, mi_groups[name], mi_images)
         for name in groups
     }
     mi = {

@@ -218,6 +218,15 @@ def test_evaluate_unknown_erased_folder(tmp_path, capsys):
     assert not (tmp_path / "m.json").exists()
 
 
+def test_evaluate_one_mi_image_rejected(tmp_path, capsys):
+    code, err = _error(
+        ["evaluate", "--erased", str(tmp_path), "--json", str(tmp_path / "m.json"), "--mi-images", "1"], capsys
+    )
+    assert code == 2
+    assert "invalid number of MI images 1; pass an integer of at least 2" in err
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_evaluate_missing_erased_folder(tmp_path, capsys):
     missing = tmp_path / "nope"
     code, err = _error(["evaluate", "--erased", str(missing), "--json", str(tmp_path / "m.json")], capsys)
