@@ -76,8 +76,8 @@ def special_states_from_anchor(
     for row, (n, m) in enumerate(zip(prompt_lengths, anchor_lengths, strict=True)):
         if not 2 <= m <= n <= length:
             raise MimmuError(
-                f"row {row}: the prompt has {n} tokens and its anchor {m}, but the layout needs "
-                f"2 <= anchor <= prompt <= {length}; pass prompts that contain the concept and fit the encoder"
+                f"invalid token counts in row {row}: prompt {n}, anchor {m}, expected 2 <= anchor <= prompt "
+                f"<= {length}; pass prompts that contain the concept and fit the encoder"
             )
         swapped[row, 0] = anchor_embeds[row, 0]
         swapped[row, n - 1] = anchor_embeds[row, m - 1]
@@ -85,11 +85,11 @@ def special_states_from_anchor(
     return swapped
 
 
-def special_differences(
-    prompt_embeds: torch.Tensor, anchor_embeds: torch.Tensor, prompt_lengths: list[int], anchor_lengths: list[int]
-) -> torch.Tensor:
-    """Return the prompt-minus-anchor states at [CLS], [SEP] and padding, stacked as (rows, D)."""
-    swapped = special_states_from_anchor(prompt_embeds, anchor_embeds, prompt_lengths, anchor_lengths)
+def special_differences(prompt_embeds: torch.Tensor, swapped: torch.Tensor, prompt_lengths: list[int]) -> torch.Tensor:
+    """Return the prompt-minus-anchor states at [CLS], [SEP] and padding, stacked as (rows, D).
+
+    `swapped` is the output of special_states_from_anchor for the same prompts.
+    """
     rows = []
     for row, n in enumerate(prompt_lengths):
         positions = [0, n - 1, *range(n, prompt_embeds.shape[1])]
@@ -112,7 +112,7 @@ def read_forgetting(erased: Path) -> list[dict]:
         return [{"prompt": p["prompt"], "anchor": p["anchor"], "concept": p["concept"]} for p in forgetting]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise MimmuError(
-            f"cannot read the forgetting prompts of {path} ({error!r}); pass a folder written by `mimmu erase`"
+            f"forgetting prompts in {path} are missing or invalid ({error!r}); pass a folder written by `mimmu erase`"
         ) from error
 
 
@@ -121,7 +121,9 @@ def prompt_sources(forgetting: list[dict], concept: str, count: int) -> dict[str
     trained = [p["prompt"] for p in forgetting if p["concept"] == concept]
     if not trained:
         erased = ", ".join(sorted({p["concept"] for p in forgetting}))
-        raise MimmuError(f"the erasure trained on no prompt naming {concept!r} but on {erased}; pass one of those")
+        raise MimmuError(
+            f"concept {concept!r} not found in the forgetting prompts, which name {erased}; pass one of those"
+        )
     unseen = sorted(set(p for p in vocabulary_prompts() if contains_concept(p, concept)) - set(trained))
     rng = np.random.default_rng(FRESH_SEED)
     fresh = [unseen[int(i)] for i in rng.choice(len(unseen), size=min(count, len(unseen)), replace=False)]
@@ -174,7 +176,7 @@ def main() -> None:
         embeds["swapped"] = special_states_from_anchor(embeds["prompt"], embeds["anchor"], lengths, anchor_lengths)
         embeds_by_source[source] = embeds
         if projector is not None:
-            differences = special_differences(embeds["prompt"], embeds["anchor"], lengths, anchor_lengths)
+            differences = special_differences(embeds["prompt"], embeds["swapped"], lengths)
             share = round(protected_share(differences, projector), 3)
             print(json.dumps({"prompts": source, "protected share of [CLS]/[SEP]/padding differences": share}))
 

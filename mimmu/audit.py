@@ -91,10 +91,9 @@ def append_record(path: Path, record: dict) -> dict:
         return _append_locked(path, record, remote)
 
 
-def _check_copy_belongs(path: Path, target: S3Uri) -> None:
-    """Raise unless the copy at `target` is missing or equals the log at `path` or an earlier state of it."""
+def _check_copy_belongs(path: Path, local: bytes, target: S3Uri) -> None:
+    """Raise unless the copy at `target` is missing or equals `local`, the log at `path`, or an earlier state of it."""
     copied = read_bytes_if_present(target, COPY_URI_VARIABLE)
-    local = path.read_bytes() if path.is_file() else b""
     if copied is None or local.startswith(copied):
         return
     raise MimmuError(
@@ -105,9 +104,9 @@ def _check_copy_belongs(path: Path, target: S3Uri) -> None:
 
 
 def _append_locked(path: Path, record: dict, remote: S3Uri | None) -> dict:
-    if remote is not None:
-        _check_copy_belongs(path, copy_object(path, remote))
     previous_text = path.read_text() if path.is_file() else None
+    if remote is not None:
+        _check_copy_belongs(path, (previous_text or "").encode(), copy_object(path, remote))
     records = read_log(path)
     entry = {**record, "previous_hash": records[-1]["hash"] if records else GENESIS}
     entry["hash"] = _record_hash(entry)
