@@ -324,8 +324,8 @@ def _add_erasure_commands(commands) -> None:
         type=_positive_int,
         default=64,
         metavar="N",
-        help="images per MI estimate, split evenly between erased concepts and at most the prompts of each kind; "
-        "more images give smaller standard errors (default 64)",
+        help="images per MI estimate, split evenly between erased concepts and at most the prompts of each kind. "
+        "More images give smaller standard errors (default 64)",
     )
     evaluate.add_argument("--seed", type=int, default=1000, help="seed of evaluation prompts and images (default 1000)")
     evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")

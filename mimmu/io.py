@@ -104,7 +104,7 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            logger.info("waiting for the lock on %s, which another process holds", path)
+            logger.info("waiting for the lock on %s, held by another process", path)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -137,8 +137,8 @@ def paired_ratio_stderr(numerator: torch.Tensor, denominator: torch.Tensor) -> f
     """
     if numerator.shape != denominator.shape or numerator.dim() != 1:
         raise MimmuError(
-            f"paired estimates need two vectors of one length, got shapes {tuple(numerator.shape)} "
-            f"and {tuple(denominator.shape)}; pass the pointwise estimates of the same rows"
+            f"invalid paired estimates of shapes {tuple(numerator.shape)} and {tuple(denominator.shape)}; "
+            "pass two vectors of one length, the pointwise estimates of the same rows"
         )
     count = len(numerator)
     mean_denominator = float(denominator.double().mean()) if count else 0.0

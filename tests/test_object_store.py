@@ -360,7 +360,7 @@ def test_audit_copy_failure_withdraws_record(s3, tmp_path, monkeypatch):
     assert log.read_bytes() == before
 
 
-def test_audit_second_folder_on_same_prefix_rejected(s3, tmp_path, monkeypatch):
+def test_audit_shared_prefix_rejected(s3, tmp_path, monkeypatch):
     monkeypatch.setenv("MIMMU_AUDIT_S3_URI", f"s3://{s3.bucket}/shared")
     first = tmp_path / "first" / "decisions.jsonl"
     second = tmp_path / "second" / "decisions.jsonl"

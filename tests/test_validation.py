@@ -132,5 +132,6 @@ def test_concurrent_appends_keep_every_record(tmp_path):
                 process.join()
     assert [p.exitcode for p in processes] == [0] * writers
     assert verify_log(log) == writers * count
-    written = {(r["writer"], r["index"]) for r in map(json.loads, log.read_text().splitlines())}
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    written = {(r["writer"], r["index"]) for r in records}
     assert written == {(w, i) for w in range(writers) for i in range(count)}
