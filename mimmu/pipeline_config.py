@@ -21,7 +21,13 @@ class PipelineConfig:
     evaluation_prompts: int = 128
     evaluation_seed: int = 1000
     gates: dict[str, float] = field(
-        default_factory=lambda: {"ee_min": 0.9, "ira_drop_max": 0.02, "cra_drop_max": 0.02, "paired_psnr_db_min": 25.0}
+        default_factory=lambda: {
+            "ee_min": 0.9,
+            "ira_drop_max": 0.02,
+            "cra_drop_max": 0.02,
+            "paired_psnr_db_min": 25.0,
+            "worst_retained_max": 0.05,
+        }
     )
 
     def __post_init__(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +80,27 @@ def test_metric_gates_report_margin():
     assert report["cra_drop_max"]["passed"]
     assert any(f.startswith("ee_min: ee 0.5000 vs threshold 0.9 (short by 0.4000)") for f in result.failures)
     assert not result.results["metrics"]["success"]
+
+
+def test_worst_retained_gate_catches_one_damaged_concept():
+    # IRA and CRA drops within 0.02, but one retained concept lost 6 of 73 images (red, seed 1).
+    metrics = {"ira": 0.986, "ira_base": 0.998, "cra": 0.976, "cra_base": 0.979, "worst_retained": 6 / 73}
+    gates = {"ira_drop_max": 0.02, "cra_drop_max": 0.02, "worst_retained_max": 0.05}
+    result, report = validate_metrics(metrics, gates)
+    assert not result.success
+    assert report["ira_drop_max"]["passed"] and report["cra_drop_max"]["passed"]
+    assert report["worst_retained_max"]["margin"] == pytest.approx(0.05 - 6 / 73)
+    assert [f.split(":")[0] for f in result.failures] == ["worst_retained_max"]
+    _, report = validate_metrics({**metrics, "worst_retained": 0.021}, gates)
+    assert report["worst_retained_max"]["passed"]
+
+
+def test_default_gates_include_worst_retained():
+    from mimmu.pipeline_config import PipelineConfig, load_pipeline_config
+
+    params = load_pipeline_config(Path(__file__).resolve().parents[1] / "params.yaml")
+    assert params.gates == PipelineConfig().gates
+    assert params.gates["worst_retained_max"] == 0.05
 
 
 def test_metric_gates_pass():
