@@ -67,14 +67,19 @@ def _parse_records(text: str, source: str) -> list[dict]:
     return records
 
 
+def _read_log_text(path: Path) -> str | None:
+    """Return the text of the audit log at `path`, or None when the file does not exist."""
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise MimmuError(f"audit log {str(path)!r} is not a file; move what is there and rerun")
+    return path.read_text()
+
+
 def read_log(path: Path) -> list[dict]:
     """Return the records of an audit log (empty when the file does not exist)."""
     path = Path(path)
-    if not path.exists():
-        return []
-    if not path.is_file():
-        raise MimmuError(f"audit log {str(path)!r} is not a file; move what is there and rerun")
-    return _parse_records(path.read_text(), str(path))
+    return _parse_records(_read_log_text(path) or "", str(path))
 
 
 def append_record(path: Path, record: dict) -> dict:
@@ -87,8 +92,9 @@ def append_record(path: Path, record: dict) -> dict:
     """
     path = Path(path)
     remote = copy_uri()  # an invalid value fails before the log is touched
+    target = copy_object(path, remote) if remote is not None else None
     with exclusive_lock(path.with_name(path.name + ".lock")):
-        return _append_locked(path, record, remote)
+        return _append_locked(path, record, target)
 
 
 def _check_copy_belongs(path: Path, local: bytes, target: S3Uri) -> None:
@@ -103,25 +109,25 @@ def _check_copy_belongs(path: Path, local: bytes, target: S3Uri) -> None:
     )
 
 
-def _append_locked(path: Path, record: dict, remote: S3Uri | None) -> dict:
-    previous_text = path.read_text() if path.is_file() else None
-    if remote is not None:
-        _check_copy_belongs(path, (previous_text or "").encode(), copy_object(path, remote))
-    records = read_log(path)
+def _append_locked(path: Path, record: dict, target: S3Uri | None) -> dict:
+    previous_text = _read_log_text(path)
+    if target is not None:
+        _check_copy_belongs(path, (previous_text or "").encode(), target)
+    records = _parse_records(previous_text or "", str(path))
     entry = {**record, "previous_hash": records[-1]["hash"] if records else GENESIS}
     entry["hash"] = _record_hash(entry)
     lines = [json.dumps(r, sort_keys=True) for r in [*records, entry]]
     write_text_atomic(path, "\n".join(lines) + "\n")
-    if remote is None:
+    if target is None:
         return entry
     try:
-        upload_file(path, copy_object(path, remote), COPY_URI_VARIABLE)
+        upload_file(path, target, COPY_URI_VARIABLE)
     except BaseException:
         if previous_text is None:
             path.unlink(missing_ok=True)
         else:
             write_text_atomic(path, previous_text)
-        logger.warning("audit record %s withdrawn from %s because its copy to %s failed", entry["hash"], path, remote)
+        logger.warning("audit record %s withdrawn from %s because its copy to %s failed", entry["hash"], path, target)
         raise
     return entry
 
