@@ -58,13 +58,14 @@ def parse_method(spec: str, epochs: int | None = None) -> EraseConfig:
     return EraseConfig(**values)
 
 
-def _row(concept: str, spec: str, metrics: dict) -> dict:
+def _row(concept: str, spec: str, seed: int, metrics: dict) -> dict:
     from mimmu.evaluation import SCALAR_METRICS
 
     keys = (*SCALAR_METRICS, "worst_retained_concept", "num_forgetting", "num_retained")
     return {
         "concept": concept,
         "method": spec,
+        "seed": seed,
         **{k: metrics.get(k) for k in keys},
         "neighbour_drops": metrics.get("neighbour_drops"),
         "stderr": metrics.get("stderr"),
@@ -72,30 +73,83 @@ def _row(concept: str, spec: str, metrics: dict) -> dict:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Return the benchmark rows as a Markdown table, MI ratios with their standard errors."""
-    header = (
-        "| concept | method | EE | UA | IRA (base) | CRA (base) | worst retained | PSNR dB | "
-        "MI target erased/base | MI retained erased/base | erase s |"
-    )
-    lines = [header, "|" + "---|" * 11]
+    """Return the benchmark rows as a Markdown table, MI ratios with their standard errors.
+
+    When the rows come from more than one erasure seed, each row names its seed, and when
+    a concept and method ran with several seeds a second table gives their mean and range.
+    """
+    seeded = len({r.get("seed") for r in rows}) > 1
+    columns = ["concept", "method", *(["seed"] if seeded else []), "EE", "UA", "IRA (base)", "CRA (base)"]
+    columns += ["worst retained", "PSNR dB", "MI target erased/base", "MI retained erased/base", "erase s"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         stderr = r.get("stderr") or {}
-        mi_target = _format_ratio(r["mi_target_erased"], r["mi_target_base"], stderr.get("mi_target_ratio"))
-        mi_retained = _format_ratio(r["mi_retained_erased"], r["mi_retained_base"], stderr.get("mi_retained_ratio"))
-        lines.append(
-            f"| {r['concept']} | {r['method']} | {r['ee']:.3f} | {r['ua']:.3f} | {r['ira']:.3f} ({r['ira_base']:.3f}) | "
-            f"{r['cra']:.3f} ({r['cra_base']:.3f}) | {r['worst_retained']:.3f} ({r['worst_retained_concept']}) | "
-            f"{r['paired_psnr_db']:.1f} | {mi_target} | {mi_retained} | {r['erase_seconds']:.1f} |"
-        )
+        cells = [r["concept"], r["method"], *([str(r["seed"])] if seeded else [])]
+        cells += [
+            f"{r['ee']:.3f}",
+            f"{r['ua']:.3f}",
+            f"{r['ira']:.3f} ({r['ira_base']:.3f})",
+            f"{r['cra']:.3f} ({r['cra_base']:.3f})",
+            f"{r['worst_retained']:.3f} ({r['worst_retained_concept']})",
+            f"{r['paired_psnr_db']:.1f}",
+            _format_ratio(r["mi_target_ratio"], stderr.get("mi_target_ratio")),
+            _format_ratio(r["mi_retained_ratio"], stderr.get("mi_retained_ratio")),
+            f"{r['erase_seconds']:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    repeated = len({(r["concept"], r["method"]) for r in rows}) < len(rows)
+    return table + "\n" + spread_table(rows) if repeated else table
+
+
+# Columns of the spread table: heading, the value of a row, and decimals shown.
+SPREAD_COLUMNS = {
+    "EE": (lambda r: r["ee"], 3),
+    "IRA drop": (lambda r: r["ira_base"] - r["ira"], 3),
+    "CRA drop": (lambda r: r["cra_base"] - r["cra"], 3),
+    "worst retained": (lambda r: r["worst_retained"], 3),
+    "PSNR dB": (lambda r: r["paired_psnr_db"], 1),
+    "MI target erased/base": (lambda r: r["mi_target_ratio"], 3),
+    "MI retained erased/base": (lambda r: r["mi_retained_ratio"], 3),
+}
+
+
+def spread_table(rows: list[dict]) -> str:
+    """Return, per concept and method, the mean of each metric over the seeds with its range: mean (min to max)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["concept"], r["method"]), []).append(r)
+    lines = [
+        "| concept | method | seeds | " + " | ".join(SPREAD_COLUMNS) + " |",
+        "|" + "---|" * (3 + len(SPREAD_COLUMNS)),
+    ]
+    for (concept, method), group in groups.items():
+        cells = [concept, method, ", ".join(str(r["seed"]) for r in group)]
+        for value_of, digits in SPREAD_COLUMNS.values():
+            values = [value_of(r) for r in group]
+            mean = sum(values) / len(values)
+            cells.append(f"{mean:.{digits}f} ({min(values):.{digits}f} to {max(values):.{digits}f})")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _format_ratio(erased: float, base: float, stderr: float | None) -> str:
-    """Format erased / base to three decimals, with "+- stderr" when the error is known."""
-    if not base:
-        return "nan"
-    text = f"{erased / base:.3f}"
-    return text if stderr is None or math.isnan(stderr) else f"{text} +- {stderr:.3f}"
+def _format_ratio(ratio: float, stderr: float | None) -> str:
+    """Format an erased/base MI ratio to three decimals, with "+- stderr" when the error is known."""
+    text = f"{ratio:.3f}"
+    return text if stderr is None or math.isnan(stderr) or math.isnan(ratio) else f"{text} +- {stderr:.3f}"
+
+
+def check_seeds(seeds: list[int] | None) -> None:
+    """Raise unless `seeds` is None or a non-empty list of distinct whole numbers of at least 0."""
+    if seeds is None:
+        return
+    if not seeds:
+        raise MimmuError("no erasure seeds given; pass one or more, e.g. --seeds 0,1,2, or leave the option out")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise MimmuError(f"invalid erasure seeds {bad}; each must be a whole number of at least 0")
+    if len(set(seeds)) < len(seeds):
+        raise MimmuError(f"repeated erasure seeds in {seeds}; list each seed once")
 
 
 def run_benchmark(
@@ -107,8 +161,14 @@ def run_benchmark(
     num_prompts: int = 128,
     overwrite: bool = False,
     progress: bool = True,
+    seeds: list[int] | None = None,
 ) -> list[dict]:
-    """Erase each concept with each method, evaluate on shared seeds, write results.json and results.md."""
+    """Erase each concept with each method, evaluate on shared seeds, write results.json and results.md.
+
+    `seeds`, when given, replaces each method's erasure seed (prompt drawing, forgetting-set
+    noise, training): every method runs once per seed, so the tables show the spread from
+    training apart from the evaluation's standard errors. The evaluation seeds stay the same.
+    """
     from mimmu.erase import erase
     from mimmu.evaluation import evaluate_erased
     from mimmu.minicanvas.check import load_evaluator
@@ -119,6 +179,7 @@ def run_benchmark(
     configs = {spec: parse_method(spec, epochs) for spec in methods}
     if not configs:
         raise MimmuError("no methods given; pass --methods, e.g. mimmu,esd,uce")
+    check_seeds(seeds)
     out = check_output_dir(Path(out), overwrite)
     evaluator = load_evaluator()
     base_cache: dict = {}
@@ -126,14 +187,24 @@ def run_benchmark(
     for concept in concepts:
         for spec, config in configs.items():
             folder = out / "models" / concept.replace(" ", "_") / spec.replace("+", "_").replace("=", "-")
-            logger.info("benchmark: %s with %s", concept, spec)
-            erase(model, [concept], config, folder, overwrite=True, progress=progress)
-            metrics, _, _ = evaluate_erased(
-                model, folder, [concept], evaluator, num_prompts, progress=progress, base_cache=base_cache
-            )
-            rows.append(_row(concept, spec, metrics))
-            write_json_atomic(
-                out / "results.json", {"model": model, "concepts": concepts, "methods": methods, "rows": rows}
-            )
+            for seed in seeds or [config.seed]:
+                seed_folder = folder / f"seed-{seed}" if seeds else folder
+                logger.info("benchmark: %s with %s, seed %d", concept, spec, seed)
+                erase(
+                    model,
+                    [concept],
+                    dataclasses.replace(config, seed=seed),
+                    seed_folder,
+                    overwrite=True,
+                    progress=progress,
+                )
+                metrics, _, _ = evaluate_erased(
+                    model, seed_folder, [concept], evaluator, num_prompts, progress=progress, base_cache=base_cache
+                )
+                rows.append(_row(concept, spec, seed, metrics))
+                write_json_atomic(
+                    out / "results.json",
+                    {"model": model, "concepts": concepts, "methods": methods, "seeds": seeds, "rows": rows},
+                )
     write_text_atomic(out / "results.md", markdown_table(rows))
     return rows

@@ -24,6 +24,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed_list(text: str) -> list[int]:
+    from mimmu.benchmark import check_seeds
+
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed list {text!r}; pass whole numbers, e.g. 0,1,2") from None
+    try:
+        check_seeds(seeds)
+    except MimmuError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return seeds
+
+
 def _energy_share(text: str) -> float:
     try:
         value = float(text)
@@ -371,6 +385,14 @@ def _add_erasure_commands(commands) -> None:
         help="comma-separated methods; 'esd0' is ESD-x with eta 0 (default mimmu,esd,uce)",
     )
     benchmark.add_argument("--epochs", type=int, default=None, help="override the epochs of every trained method")
+    benchmark.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=None,
+        metavar="S1,S2",
+        help="erasure seeds (prompt drawing, forgetting-set noise, training); every method runs once per seed and "
+        "results.md adds each one's mean and range over them. Default: each method's own seed (0)",
+    )
     benchmark.add_argument(
         "--num-prompts",
         type=_positive_int,

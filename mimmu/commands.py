@@ -296,7 +296,15 @@ def run_benchmark(args: argparse.Namespace) -> int:
     concepts = [c.strip() for c in args.concepts.split(",") if c.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     results = benchmark(
-        args.model, concepts, methods, args.out, args.epochs, args.num_prompts, args.overwrite, not args.quiet
+        args.model,
+        concepts,
+        methods,
+        args.out,
+        args.epochs,
+        args.num_prompts,
+        args.overwrite,
+        not args.quiet,
+        seeds=args.seeds,
     )
     print((Path(args.out) / "results.md").read_text())
     return 0 if results else 1

@@ -244,6 +244,22 @@ def test_flow_rejects_concept_before_starting(tmp_path, monkeypatch, capsys, con
     assert not (tmp_path / "home").exists()  # no Prefect or MLflow state was set up
 
 
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        ("0,0", "repeated erasure seeds in [0, 0]"),
+        ("1,-2", "invalid erasure seeds [-2]"),
+        ("a", "invalid seed list 'a'"),
+    ],
+)
+def test_benchmark_bad_seeds(tmp_path, capsys, seeds, message):
+    out = tmp_path / "b"
+    code, err = _run(["benchmark", "--concepts", "star", "--seeds", seeds, "--out", str(out)], capsys)
+    assert code == 2
+    assert message in err
+    assert not out.exists()
+
+
 def test_benchmark_unknown_method(tmp_path, capsys):
     code, err = _error(
         ["benchmark", "--concepts", "star", "--methods", "mimmu,salun", "--out", str(tmp_path / "b")], capsys

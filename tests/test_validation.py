@@ -83,7 +83,7 @@ def test_metric_gates_report_margin():
 
 
 def test_worst_retained_gate_catches_one_damaged_concept():
-    # IRA and CRA drops within 0.02, but one retained concept lost 6 of 73 images (red, seed 1).
+    # IRA and CRA drops within 0.02, but one retained concept lost 6 of its 73 images.
     metrics = {"ira": 0.986, "ira_base": 0.998, "cra": 0.976, "cra_base": 0.979, "worst_retained": 6 / 73}
     gates = {"ira_drop_max": 0.02, "cra_drop_max": 0.02, "worst_retained_max": 0.05}
     result, report = validate_metrics(metrics, gates)
