@@ -12,9 +12,10 @@ S3 also keeps every earlier state of the log.
 
 Before it uploads, an append checks that the copy is missing or contains this log's
 records so far (an equal or shorter log). So a second state folder that shares the
-prefix gets an error instead of overwriting the first folder's copy.
-NOTE: two folders that append within the same moment can still both pass that check,
-because S3 has no lock across machines. Give each state folder its own prefix.
+prefix gets an error instead of overwriting the first folder's copy. The upload is
+conditional on the copy being the version that was checked (S3's If-Match, or
+If-None-Match when there was none), so a folder that writes the copy between another
+folder's check and upload makes that upload fail rather than be overwritten.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from pathlib import Path
 
 from mimmu.errors import MimmuError
 from mimmu.io import exclusive_lock, write_text_atomic
-from mimmu.object_store import S3Uri, parse_s3_uri, read_bytes, read_bytes_if_present, upload_file
+from mimmu.object_store import (
+    ObjectChangedError,
+    S3Uri,
+    parse_s3_uri,
+    read_bytes,
+    read_object_if_present,
+    upload_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +105,13 @@ def append_record(path: Path, record: dict) -> dict:
         return _append_locked(path, record, target)
 
 
-def _check_copy_belongs(path: Path, local: bytes, target: S3Uri) -> None:
-    """Raise unless the copy at `target` is missing or equals `local`, the log at `path`, or an earlier state of it."""
-    copied = read_bytes_if_present(target, COPY_URI_VARIABLE)
-    if copied is None or local.startswith(copied):
-        return
+def _check_copy_belongs(path: Path, local: bytes, target: S3Uri) -> str | None:
+    """Return the ETag of the copy at `target` (None if there is none); raise unless it is `local` or an earlier state."""
+    copied = read_object_if_present(target, COPY_URI_VARIABLE)
+    if copied is None:
+        return None
+    if local.startswith(copied.body):
+        return copied.etag
     raise MimmuError(
         f"audit log copy {str(target)!r} is not a copy of {str(path)!r}: it contains records this log lacks, "
         f"so another state folder writes to the same prefix or the copy was changed; set {COPY_URI_VARIABLE} "
@@ -111,8 +121,9 @@ def _check_copy_belongs(path: Path, local: bytes, target: S3Uri) -> None:
 
 def _append_locked(path: Path, record: dict, target: S3Uri | None) -> dict:
     previous_text = _read_log_text(path)
+    copy_etag = None
     if target is not None:
-        _check_copy_belongs(path, (previous_text or "").encode(), target)
+        copy_etag = _check_copy_belongs(path, (previous_text or "").encode(), target)
     records = _parse_records(previous_text or "", str(path))
     entry = {**record, "previous_hash": records[-1]["hash"] if records else GENESIS}
     entry["hash"] = _record_hash(entry)
@@ -121,13 +132,19 @@ def _append_locked(path: Path, record: dict, target: S3Uri | None) -> dict:
     if target is None:
         return entry
     try:
-        upload_file(path, target, COPY_URI_VARIABLE)
-    except BaseException:
+        upload_file(path, target, COPY_URI_VARIABLE, if_match=copy_etag, if_absent=copy_etag is None)
+    except BaseException as error:
         if previous_text is None:
             path.unlink(missing_ok=True)
         else:
             write_text_atomic(path, previous_text)
         logger.warning("audit record %s withdrawn from %s because its copy to %s failed", entry["hash"], path, target)
+        if isinstance(error, ObjectChangedError):
+            raise MimmuError(
+                f"audit log copy {str(target)!r} changed while {str(path)!r} appended a record, "
+                "so another state folder writes to the same prefix; the record was withdrawn. "
+                f"Set {COPY_URI_VARIABLE} to a prefix of this folder's own"
+            ) from error
         raise
     return entry
 

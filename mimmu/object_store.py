@@ -43,6 +43,22 @@ _EXAMPLE = "s3://BUCKET/PREFIX, e.g. s3://mimmu-store/audit"
 _NOT_FOUND_CODES = {"404", "NoSuchBucket", "NoSuchKey", "NotFound"}
 _MISSING_OBJECT_CODES = _NOT_FOUND_CODES - {"NoSuchBucket"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+# Codes of a conditional PUT whose condition failed: 412 when the ETag differs or the object
+# exists, 409 when a conflicting write to the key ran at the same time (Amazon S3 user guide,
+# "How to prevent object overwrites with conditional writes", and the PutObject reference).
+_CONDITION_FAILED_CODES = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
+
+
+class ObjectChangedError(MimmuError):
+    """A conditional upload found the object changed, created or being written since it was read."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """The content of an S3 object and its ETag, the version tag a conditional upload compares against."""
+
+    body: bytes
+    etag: str
 
 
 @dataclass(frozen=True)
@@ -196,14 +212,29 @@ def check_bucket(uri: S3Uri, setting: str | None = None, client=None) -> None:
     logger.info("bucket %s is reachable at %s", uri.bucket, client.meta.endpoint_url)
 
 
-def upload_file(path: Path, uri: S3Uri, setting: str | None = None, client=None) -> str:
+def upload_file(
+    path: Path,
+    uri: S3Uri,
+    setting: str | None = None,
+    client=None,
+    *,
+    if_match: str | None = None,
+    if_absent: bool = False,
+) -> str:
     """Upload a file to the object `uri` in one PUT, verify the stored object, and return the file's SHA-256.
 
     One PUT is atomic on S3: readers see the previous object or the new one, never a
     part. The PUT carries the SHA-256, which S3 checks against the body it received,
     and a HEAD afterwards confirms the stored size and `sha256` metadata. `setting` names
     the variable that contains `uri` in error messages.
+
+    `if_match` (an ETag from `read_object_if_present`) makes the PUT conditional on the
+    object still being that version, and `if_absent` on the object not existing yet. When
+    the condition fails, S3 leaves the object as it is and ObjectChangedError is raised, so
+    of two writers that read the same version, the second to upload cannot overwrite the first.
     """
+    if if_match is not None and if_absent:
+        raise MimmuError("upload_file takes if_match or if_absent, not both")
     path = Path(path)
     if not path.is_file():
         raise MimmuError(f"cannot upload {str(path)!r}: it is not a file")
@@ -214,14 +245,13 @@ def upload_file(path: Path, uri: S3Uri, setting: str | None = None, client=None)
         raise MimmuError(f"cannot upload {str(path)!r} ({size} bytes): one S3 PUT takes at most {MAX_PUT_BYTES} bytes")
     sha256 = file_sha256(path)
     client = client or s3_client()
+    conditions = {}
+    if if_match is not None:
+        conditions["IfMatch"] = if_match
+    elif if_absent:
+        conditions["IfNoneMatch"] = "*"
     with translated_errors(client, "upload to", uri, setting), path.open("rb") as body:
-        client.put_object(
-            Bucket=uri.bucket,
-            Key=uri.key,
-            Body=body,
-            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
-            Metadata={SHA256_METADATA: sha256},
-        )
+        _put_object(client, uri, body, sha256, conditions)
     with translated_errors(client, "check upload to", uri):
         stored = client.head_object(Bucket=uri.bucket, Key=uri.key)
     stored_sha256 = stored.get("Metadata", {}).get(SHA256_METADATA)
@@ -234,14 +264,39 @@ def upload_file(path: Path, uri: S3Uri, setting: str | None = None, client=None)
     return sha256
 
 
-def read_bytes_if_present(uri: S3Uri, setting: str | None = None, client=None) -> bytes | None:
-    """Return the content of the object `uri`, or None when its bucket exists but the object does not."""
+def _put_object(client, uri: S3Uri, body, sha256: str, conditions: dict[str, str]) -> None:
+    """PUT `body` to `uri` with its SHA-256 checksum and metadata; raise ObjectChangedError when `conditions` fail."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.put_object(
+            Bucket=uri.bucket,
+            Key=uri.key,
+            Body=body,
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+            Metadata={SHA256_METADATA: sha256},
+            **conditions,
+        )
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if conditions and code in _CONDITION_FAILED_CODES:
+            expected = f"still be version {conditions['IfMatch']}" if "IfMatch" in conditions else "not exist yet"
+            raise ObjectChangedError(
+                f"{uri} changed while this upload was prepared: it was expected to {expected} ({code}); "
+                "another writer uses the same object, so nothing was overwritten"
+            ) from error
+        raise
+
+
+def read_object_if_present(uri: S3Uri, setting: str | None = None, client=None) -> StoredObject | None:
+    """Return the content and ETag of the object `uri`, or None when its bucket exists but the object does not."""
     from botocore.exceptions import ClientError
 
     client = client or s3_client()
     with translated_errors(client, "read", uri, setting):
         try:
-            return client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+            response = client.get_object(Bucket=uri.bucket, Key=uri.key)
+            return StoredObject(body=response["Body"].read(), etag=response["ETag"])
         except ClientError as error:
             if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_OBJECT_CODES:
                 return None

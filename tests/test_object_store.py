@@ -13,7 +13,16 @@ import pytest
 
 from mimmu.audit import append_record, copy_object, verify_copy, verify_log
 from mimmu.errors import MimmuError
-from mimmu.object_store import S3Uri, check_bucket, parse_s3_uri, read_bytes, s3_client, upload_file
+from mimmu.object_store import (
+    ObjectChangedError,
+    S3Uri,
+    check_bucket,
+    parse_s3_uri,
+    read_bytes,
+    read_object_if_present,
+    s3_client,
+    upload_file,
+)
 
 # Variables that could point boto3 or mimmu at something other than the loopback server.
 _CLEARED = (
@@ -186,6 +195,30 @@ def test_upload_rejects_bucket_uri_and_missing_file(s3, tmp_path):
         upload_file(source, S3Uri(s3.bucket))
     with pytest.raises(MimmuError, match="it is not a file"):
         upload_file(tmp_path / "missing.json", S3Uri(s3.bucket, "missing.json"))
+
+
+def test_conditional_upload_keeps_a_changed_object(s3, tmp_path):
+    source = tmp_path / "log.jsonl"
+    source.write_bytes(b"first\n")
+    target = S3Uri(s3.bucket, "logs/log.jsonl")
+    assert read_object_if_present(target) is None
+
+    upload_file(source, target, if_absent=True)
+    first = read_object_if_present(target)
+    assert first.body == b"first\n"
+    source.write_bytes(b"first\nmine\n")
+    with pytest.raises(ObjectChangedError, match="expected to not exist yet .*nothing was overwritten"):
+        upload_file(source, target, if_absent=True)
+
+    s3.client.put_object(Bucket=s3.bucket, Key=target.key, Body=b"first\ntheirs\n")
+    with pytest.raises(ObjectChangedError, match=f"expected to still be version {first.etag}"):
+        upload_file(source, target, if_match=first.etag)
+    assert _stored(s3, target.key) == b"first\ntheirs\n"
+
+    upload_file(source, target, if_match=read_object_if_present(target).etag)
+    assert _stored(s3, target.key) == b"first\nmine\n"
+    with pytest.raises(MimmuError, match="if_match or if_absent, not both"):
+        upload_file(source, target, if_match=first.etag, if_absent=True)
 
 
 def test_endpoint_from_aws_endpoint_url_s3(s3, tmp_path, monkeypatch):
@@ -370,6 +403,43 @@ def test_audit_shared_prefix_rejected(s3, tmp_path, monkeypatch):
         append_record(second, {"decision": "promote", "version": "9"})
     assert not second.exists()
     assert _stored(s3, "shared/decisions.jsonl") == first.read_bytes()
+
+
+def test_audit_copy_written_during_append_rejected(s3, tmp_path, monkeypatch):
+    """Another folder writes the copy after this append checked it and before it uploads."""
+    import boto3
+
+    monkeypatch.setenv("MIMMU_AUDIT_S3_URI", f"s3://{s3.bucket}/shared")
+    mine = tmp_path / "mine" / "decisions.jsonl"
+    theirs = tmp_path / "theirs" / "decisions.jsonl"
+    _append_two(mine)
+    before = mine.read_bytes()
+    monkeypatch.delenv("MIMMU_AUDIT_S3_URI")
+    append_record(theirs, {"decision": "reject", "version": "8"})  # kept local until it races
+    monkeypatch.setenv("MIMMU_AUDIT_S3_URI", f"s3://{s3.bucket}/shared")
+
+    def write_theirs(**_):
+        s3.client.put_object(Bucket=s3.bucket, Key="shared/decisions.jsonl", Body=theirs.read_bytes())
+
+    open_client = boto3.session.Session.client
+
+    def client_that_races(self, *args, **kwargs):
+        client = open_client(self, *args, **kwargs)
+        client.meta.events.register("after-call.s3.GetObject", write_theirs)
+        return client
+
+    monkeypatch.setattr(boto3.session.Session, "client", client_that_races)
+    with pytest.raises(MimmuError, match="changed while .* appended a record.*withdrawn"):
+        append_record(mine, {"decision": "promote", "version": "3"})
+    assert mine.read_bytes() == before
+    assert _stored(s3, "shared/decisions.jsonl") == theirs.read_bytes()
+
+    fresh = tmp_path / "fresh" / "decisions.jsonl"
+    s3.client.delete_object(Bucket=s3.bucket, Key="shared/decisions.jsonl")
+    with pytest.raises(MimmuError, match="changed while"):
+        append_record(fresh, {"decision": "promote", "version": "1"})
+    assert not fresh.exists()
+    assert _stored(s3, "shared/decisions.jsonl") == theirs.read_bytes()
 
 
 def test_audit_copy_behind_catches_up(s3, tmp_path, monkeypatch):
