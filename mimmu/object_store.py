@@ -279,7 +279,9 @@ def _put_object(client, uri: S3Uri, body, sha256: str, conditions: dict[str, str
         )
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
-        if conditions and code in _CONDITION_FAILED_CODES:
+        # With If-Match, S3 returns 404 NoSuchKey when the object was deleted since it was read.
+        deleted = "IfMatch" in conditions and code in _MISSING_OBJECT_CODES
+        if deleted or (conditions and code in _CONDITION_FAILED_CODES):
             expected = f"still be version {conditions['IfMatch']}" if "IfMatch" in conditions else "not exist yet"
             raise ObjectChangedError(
                 f"{uri} changed while this upload was prepared: it was expected to {expected} ({code}); "

@@ -217,6 +217,12 @@ def test_conditional_upload_keeps_a_changed_object(s3, tmp_path):
 
     upload_file(source, target, if_match=read_object_if_present(target).etag)
     assert _stored(s3, target.key) == b"first\nmine\n"
+
+    latest = read_object_if_present(target).etag
+    s3.client.delete_object(Bucket=s3.bucket, Key=target.key)
+    with pytest.raises(ObjectChangedError, match="NoSuchKey"):
+        upload_file(source, target, if_match=latest)
+    assert read_object_if_present(target) is None
     with pytest.raises(MimmuError, match="if_match or if_absent, not both"):
         upload_file(source, target, if_match=first.etag, if_absent=True)
 
