@@ -250,8 +250,15 @@ def upload_file(
         conditions["IfMatch"] = if_match
     elif if_absent:
         conditions["IfNoneMatch"] = "*"
-    with translated_errors(client, "upload to", uri, setting), path.open("rb") as body:
-        _put_object(client, uri, body, sha256, conditions)
+    try:
+        with translated_errors(client, "upload to", uri, setting), path.open("rb") as body:
+            _put_object(client, uri, body, sha256, conditions)
+    except ObjectChangedError:
+        # botocore resends a PUT whose response was lost, and the resent condition then fails
+        # against the object the first attempt stored. That object is this file: accept it.
+        if _stored_sha256(client, uri) != sha256:
+            raise
+        logger.info("conditional upload to %s failed on a retry that found this file already stored", uri)
     with translated_errors(client, "check upload to", uri):
         stored = client.head_object(Bucket=uri.bucket, Key=uri.key)
     stored_sha256 = stored.get("Metadata", {}).get(SHA256_METADATA)
@@ -262,6 +269,19 @@ def upload_file(
         )
     logger.info("uploaded %s to %s (%d bytes, sha256 %s)", path, uri, size, sha256)
     return sha256
+
+
+def _stored_sha256(client, uri: S3Uri) -> str | None:
+    """Return the `sha256` metadata of the object `uri`, or None when it has none or does not exist."""
+    from botocore.exceptions import ClientError
+
+    with translated_errors(client, "check", uri):
+        try:
+            return client.head_object(Bucket=uri.bucket, Key=uri.key).get("Metadata", {}).get(SHA256_METADATA)
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_OBJECT_CODES:
+                return None
+            raise
 
 
 def _put_object(client, uri: S3Uri, body, sha256: str, conditions: dict[str, str]) -> None:

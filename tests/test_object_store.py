@@ -227,6 +227,31 @@ def test_conditional_upload_keeps_a_changed_object(s3, tmp_path):
         upload_file(source, target, if_match=first.etag, if_absent=True)
 
 
+def test_conditional_upload_retried_after_success(s3, tmp_path):
+    """botocore resends a conditional PUT that already succeeded: the upload still succeeds."""
+    source = tmp_path / "log.jsonl"
+    source.write_bytes(b"first\n")
+    target = S3Uri(s3.bucket, "logs/retried.jsonl")
+    client = s3_client()
+    resent = []
+
+    def resend_first_success(response=None, **_):
+        if response is not None and response[1]["ResponseMetadata"]["HTTPStatusCode"] == 200 and not resent:
+            resent.append(True)
+            return 0  # retry at once, as after a lost response
+
+    client.meta.events.register_first("needs-retry.s3.PutObject", resend_first_success)
+    upload_file(source, target, client=client, if_absent=True)
+    assert resent == [True]
+    assert _stored(s3, target.key) == b"first\n"
+
+    source.write_bytes(b"first\nsecond\n")
+    resent.clear()
+    upload_file(source, target, client=client, if_match=read_object_if_present(target).etag)
+    assert resent == [True]
+    assert _stored(s3, target.key) == b"first\nsecond\n"
+
+
 def test_endpoint_from_aws_endpoint_url_s3(s3, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint)
