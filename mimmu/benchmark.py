@@ -73,7 +73,7 @@ def _row(concept: str, spec: str, seed: int, metrics: dict) -> dict:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Return the benchmark rows as a Markdown table, MI ratios with their standard errors.
+    """Return the benchmark rows as a Markdown table, the worst retained drop and MI ratios with their standard errors.
 
     When the rows come from more than one erasure seed, each row names its seed, and when
     a concept and method ran with several seeds a second table gives their mean and range.
@@ -90,10 +90,10 @@ def markdown_table(rows: list[dict]) -> str:
             f"{r['ua']:.3f}",
             f"{r['ira']:.3f} ({r['ira_base']:.3f})",
             f"{r['cra']:.3f} ({r['cra_base']:.3f})",
-            f"{r['worst_retained']:.3f} ({r['worst_retained_concept']})",
+            f"{_with_stderr(r['worst_retained'], stderr.get('worst_retained'))} ({r['worst_retained_concept']})",
             f"{r['paired_psnr_db']:.1f}",
-            _format_ratio(r["mi_target_ratio"], stderr.get("mi_target_ratio")),
-            _format_ratio(r["mi_retained_ratio"], stderr.get("mi_retained_ratio")),
+            _with_stderr(r["mi_target_ratio"], stderr.get("mi_target_ratio")),
+            _with_stderr(r["mi_retained_ratio"], stderr.get("mi_retained_ratio")),
             f"{r['erase_seconds']:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -133,10 +133,10 @@ def spread_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _format_ratio(ratio: float, stderr: float | None) -> str:
-    """Format an erased/base MI ratio to three decimals, with "+- stderr" when the error is known."""
-    text = f"{ratio:.3f}"
-    return text if stderr is None or math.isnan(stderr) or math.isnan(ratio) else f"{text} +- {stderr:.3f}"
+def _with_stderr(value: float, stderr: float | None) -> str:
+    """Format a value to three decimals, with "+- stderr" when the error is known."""
+    text = f"{value:.3f}"
+    return text if stderr is None or math.isnan(stderr) or math.isnan(value) else f"{text} +- {stderr:.3f}"
 
 
 def check_seeds(seeds: list[int] | None) -> None:

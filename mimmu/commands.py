@@ -218,7 +218,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     stderr = metrics["stderr"]
     print(
         f"EE {metrics['ee']:.3f}  UA {metrics['ua']:.3f}  IRA {metrics['ira']:.3f} (base {metrics['ira_base']:.3f})  "
-        f"CRA {metrics['cra']:.3f} (base {metrics['cra_base']:.3f})  PSNR {metrics['paired_psnr_db']:.1f} dB  "
+        f"CRA {metrics['cra']:.3f} (base {metrics['cra_base']:.3f})  worst retained {metrics['worst_retained']:.3f} "
+        f"+- {stderr['worst_retained']:.3f} ({metrics['worst_retained_concept']})  PSNR {metrics['paired_psnr_db']:.1f} dB  "
         f"MI {metrics['mi_target_erased']:.3f} +- {stderr['mi_target_erased']:.3f} "
         f"(base {metrics['mi_target_base']:.3f} +- {stderr['mi_target_base']:.3f}) nats, "
         f"ratio {metrics['mi_target_ratio']:.3f} +- {stderr['mi_target_ratio']:.3f}"

@@ -17,7 +17,7 @@ from mimmu.embeddings import embed_prompts
 from mimmu.generate import GenerationRequest, decode_latents, generate_latents
 from mimmu.metrics.frechet import frechet_distance
 from mimmu.metrics.paired import labels_unchanged, paired_psnr_db
-from mimmu.metrics.rates import binomial_stderr, erasure_efficacy, target_rate
+from mimmu.metrics.rates import binomial_stderr, erasure_efficacy, paired_drop_stderr, target_rate
 from mimmu.minicanvas.check import images_to_tensor
 from mimmu.minicanvas.evaluator import Evaluator
 from mimmu.minicanvas.vocabulary import ATTRIBUTES, ENTANGLED_PAIRS
@@ -140,7 +140,7 @@ def _attribute_of(value: str) -> str:
 
 
 def retained_drops(base: Outputs, erased: Outputs, expected: list[dict], erased_values: set[str]) -> dict[str, dict]:
-    """Return, per retained concept named by the retained prompts, base and erased accuracy and sample size."""
+    """Return, per retained concept, base and erased accuracy, the drop, its paired standard error and the sample size."""
     drops = {}
     for attribute, values in ATTRIBUTES.items():
         for value in values:
@@ -150,12 +150,13 @@ def retained_drops(base: Outputs, erased: Outputs, expected: list[dict], erased_
             if not rows:
                 continue
             index = _index(attribute, value)
-            accuracy_base = float(np.mean(base.labels[attribute][rows] == index))
-            accuracy_erased = float(np.mean(erased.labels[attribute][rows] == index))
+            hits_base = base.labels[attribute][rows] == index
+            hits_erased = erased.labels[attribute][rows] == index
             drops[value] = {
-                "base": accuracy_base,
-                "erased": accuracy_erased,
-                "drop": accuracy_base - accuracy_erased,
+                "base": float(np.mean(hits_base)),
+                "erased": float(np.mean(hits_erased)),
+                "drop": float(np.mean(hits_base)) - float(np.mean(hits_erased)),
+                "stderr": paired_drop_stderr(hits_base, hits_erased),
                 "n": len(rows),
             }
     return drops
@@ -258,6 +259,9 @@ def compute_metrics(
         "cra": binomial_stderr(metrics["cra"], other_count * n_retained),
         "context_retention": binomial_stderr(metrics["context_retention"], other_count * n_forgetting),
         "labels_unchanged": binomial_stderr(metrics["labels_unchanged"], n_retained),
+        # The error of the worst concept's own drop. The maximum over concepts is biased
+        # upwards, because the concept that lost most on these images is the one reported.
+        "worst_retained": worst[1].get("stderr", float("nan")),
     }
     return metrics
 

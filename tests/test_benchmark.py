@@ -23,7 +23,7 @@ def _row(**changes) -> dict:
         "mi_target_ratio": 0.1,
         "mi_retained_ratio": 1.1,
         "erase_seconds": 30.5,
-        "stderr": {"mi_target_ratio": 0.0061, "mi_retained_ratio": 0.052},
+        "stderr": {"mi_target_ratio": 0.0061, "mi_retained_ratio": 0.052, "worst_retained": 0.0298},
     }
     row.update(changes)
     return row
@@ -35,8 +35,14 @@ def test_table_shows_mi_ratios_with_stderr():
     assert "| 1.100 +- 0.052 |" in line
 
 
-def test_table_without_stderr_shows_ratio_only():
+def test_table_shows_worst_retained_with_stderr():
+    line = markdown_table([_row()]).splitlines()[2]
+    assert "| 0.021 +- 0.030 (circle) |" in line
+
+
+def test_table_without_stderr_shows_values_only():
     line = markdown_table([_row(stderr=None)]).splitlines()[2]
+    assert "| 0.021 (circle) |" in line
     assert "| 0.100 | 1.100 |" in line
     assert "+-" not in line
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mimmu.evaluation import Outputs, compute_metrics
+from mimmu.metrics.rates import paired_drop_stderr
 from mimmu.minicanvas.vocabulary import ATTRIBUTES
 from mimmu.prompt_sets import build_evaluation_prompts
 
@@ -42,6 +43,7 @@ def test_identical_models_lose_nothing(sequential):
     for key in ("ira", "cra", "context_retention"):
         assert metrics[key] == metrics[f"{key}_base"] == 1.0
     assert metrics["worst_retained"] == 0.0
+    assert metrics["stderr"]["worst_retained"] == 0.0
     assert metrics["labels_unchanged"] == 1.0
     assert metrics["paired_psnr_db"] == 100.0
     # Base and anchor images all show the concept, so EE is undefined rather than a made-up number.
@@ -58,6 +60,12 @@ def test_flipped_orange_is_worst_retained(sequential):
     metrics = compute_metrics(concepts, evaluation, base, erased, {})
     assert metrics["worst_retained_concept"] == "orange"
     assert metrics["worst_retained"] == pytest.approx(len(flipped) / len(orange))
+    # Paired differences: one for each flipped image, zero for the rest.
+    drop = len(flipped) / len(orange)
+    expected_stderr = np.sqrt(drop * (1 - drop) / (len(orange) - 1))
+    assert metrics["retained_drops"]["orange"]["stderr"] == pytest.approx(expected_stderr)
+    assert metrics["stderr"]["worst_retained"] == pytest.approx(expected_stderr)
+    assert metrics["retained_drops"]["blue"]["stderr"] == 0.0
     share = len(flipped) / len(retained)
     # Color is red's own attribute (IRA) and the other attributes of star and striped (CRA).
     assert metrics["per_concept"]["red"]["ira"] == pytest.approx(1 - share)
@@ -83,3 +91,13 @@ def test_ee_relative_to_chance_rate(sequential):
     assert star["target_rate_erased"] == pytest.approx(0.1)
     assert star["ee"] == pytest.approx(1.0)
     assert star["context_retention"] == 1.0
+
+
+def test_paired_drop_stderr_counts_both_directions():
+    # One image lost and one gained: no drop, but an error that is not zero.
+    before = np.array([True, False, True, True])
+    after = np.array([False, True, True, True])
+    differences = np.array([1.0, -1.0, 0.0, 0.0])
+    assert paired_drop_stderr(before, after) == pytest.approx(differences.std(ddof=1) / 2)
+    assert paired_drop_stderr(before, before) == 0.0
+    assert np.isnan(paired_drop_stderr(before[:1], after[:1]))

@@ -77,3 +77,34 @@ def test_erasure_removes_star_keeps_others(tmp_path, monkeypatch, evaluator):
         assert 0 < metrics["stderr"][f"mi_{group}_ratio"] < ratio
     assert np.isfinite(metrics["fd"])
     assert metrics["num_forgetting"] == 32
+
+
+def test_erase_and_evaluate_commands(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MIMMU_HOME", str(tmp_path / "home"))
+    erased, metrics_file = tmp_path / "erased", tmp_path / "metrics.json"
+    command = [
+        "--quiet",
+        "erase",
+        "--model",
+        "minicanvas",
+        "--concept",
+        "star",
+        "--method",
+        "uce",
+        "--out",
+        str(erased),
+    ]
+    assert main(command) == 0
+    capsys.readouterr()
+    command = ["--quiet", "evaluate", "--model", "minicanvas", "--erased", str(erased), "--json", str(metrics_file)]
+    assert main([*command, "--num-prompts", "8", "--mi-images", "4"]) == 0
+
+    metrics = json.loads(metrics_file.read_text())
+    worst = metrics["retained_drops"][metrics["worst_retained_concept"]]
+    assert worst["drop"] == metrics["worst_retained"]
+    assert worst["stderr"] == metrics["stderr"]["worst_retained"]
+    assert all(0 <= drop["stderr"] <= 1 for drop in metrics["retained_drops"].values())
+    printed = capsys.readouterr().out
+    expected = f"worst retained {metrics['worst_retained']:.3f} +- {metrics['stderr']['worst_retained']:.3f}"
+    assert f"{expected} ({metrics['worst_retained_concept']})" in printed
+    assert f"wrote {metrics_file}" in printed

@@ -12,6 +12,20 @@ def binomial_stderr(rate: float, count: int) -> float:
     return math.sqrt(rate * (1.0 - rate) / count) if count else float("nan")
 
 
+def paired_drop_stderr(hits_before: np.ndarray, hits_after: np.ndarray) -> float:
+    """Return the standard error of mean(hits_before - hits_after) over paired images.
+
+    hits_before and hits_after (N,) are True where image i of the base or of the erased
+    model was graded as expected; row i of both has the same prompt and seed. The differences are -1, 0 or 1,
+    and their sample standard deviation over sqrt(N) is the error of the accuracy drop. It
+    is 0 when no image changed its grade, and NaN for fewer than two images.
+    """
+    differences = hits_before.astype(np.float64) - hits_after.astype(np.float64)
+    if len(differences) < 2:
+        return float("nan")
+    return float(differences.std(ddof=1) / math.sqrt(len(differences)))
+
+
 def target_rate(labels: np.ndarray, concept_index: int) -> float:
     """Return the share of images whose label on the concept's attribute is the concept."""
     return float(np.mean(labels == concept_index)) if len(labels) else float("nan")
