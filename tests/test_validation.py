@@ -95,12 +95,13 @@ def test_worst_retained_gate_catches_one_damaged_concept():
     assert report["worst_retained_max"]["passed"]
 
 
-def test_default_gates_include_worst_retained():
+def test_default_gates_and_evaluation_size():
     from mimmu.pipeline_config import PipelineConfig, load_pipeline_config
 
     params = load_pipeline_config(Path(__file__).resolve().parents[1] / "params.yaml")
     assert params.gates == PipelineConfig().gates
     assert params.gates["worst_retained_max"] == 0.05
+    assert params.evaluation_prompts == PipelineConfig().evaluation_prompts == 512
 
 
 def test_metric_gates_pass():
