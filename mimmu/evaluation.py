@@ -152,10 +152,11 @@ def retained_drops(base: Outputs, erased: Outputs, expected: list[dict], erased_
             index = _index(attribute, value)
             hits_base = base.labels[attribute][rows] == index
             hits_erased = erased.labels[attribute][rows] == index
+            accuracy_base, accuracy_erased = float(np.mean(hits_base)), float(np.mean(hits_erased))
             drops[value] = {
-                "base": float(np.mean(hits_base)),
-                "erased": float(np.mean(hits_erased)),
-                "drop": float(np.mean(hits_base)) - float(np.mean(hits_erased)),
+                "base": accuracy_base,
+                "erased": accuracy_erased,
+                "drop": accuracy_base - accuracy_erased,
                 "stderr": paired_drop_stderr(hits_base, hits_erased),
                 "n": len(rows),
             }

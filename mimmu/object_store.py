@@ -186,9 +186,14 @@ def translated_errors(client, action: str, uri: S3Uri, setting: str | None = Non
         raise MimmuError(f"{action} {uri} failed at {endpoint}: {error}") from error
 
 
+def _error_code(error) -> str:
+    """Return the S3 error code of a botocore ClientError ("NoSuchKey", "412", ...)."""
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
 def _client_error(error, action: str, uri: S3Uri, endpoint: str, setting: str | None) -> MimmuError:
     details = error.response.get("Error", {})
-    code = str(details.get("Code", ""))
+    code = _error_code(error)
     fix_uri = f"fix {setting}" if setting else "fix the URI"
     if code in _NOT_FOUND_CODES and (code == "NoSuchBucket" or not uri.key):
         return MimmuError(f"bucket {uri.bucket!r} not found at {endpoint}; create it or {fix_uri}")
@@ -234,7 +239,7 @@ def upload_file(
     of two writers that read the same version, the second to upload cannot overwrite the first.
     """
     if if_match is not None and if_absent:
-        raise MimmuError("upload_file takes if_match or if_absent, not both")
+        raise MimmuError("invalid upload conditions: pass if_match or if_absent, not both")
     path = Path(path)
     if not path.is_file():
         raise MimmuError(f"cannot upload {str(path)!r}: it is not a file")
@@ -258,7 +263,9 @@ def upload_file(
         # against the object the first attempt stored. That object is this file: accept it.
         if _stored_sha256(client, uri) != sha256:
             raise
-        logger.info("conditional upload to %s failed on a retry that found this file already stored", uri)
+        logger.info(
+            "retried conditional upload to %s failed its condition on this file, stored by the first attempt", uri
+        )
     with translated_errors(client, "check upload to", uri):
         stored = client.head_object(Bucket=uri.bucket, Key=uri.key)
     stored_sha256 = stored.get("Metadata", {}).get(SHA256_METADATA)
@@ -279,7 +286,7 @@ def _stored_sha256(client, uri: S3Uri) -> str | None:
         try:
             return client.head_object(Bucket=uri.bucket, Key=uri.key).get("Metadata", {}).get(SHA256_METADATA)
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_OBJECT_CODES:
+            if _error_code(error) in _MISSING_OBJECT_CODES:
                 return None
             raise
 
@@ -298,14 +305,14 @@ def _put_object(client, uri: S3Uri, body, sha256: str, conditions: dict[str, str
             **conditions,
         )
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
+        code = _error_code(error)
         # With If-Match, S3 returns 404 NoSuchKey when the object was deleted since it was read.
         deleted = "IfMatch" in conditions and code in _MISSING_OBJECT_CODES
         if deleted or (conditions and code in _CONDITION_FAILED_CODES):
-            expected = f"still be version {conditions['IfMatch']}" if "IfMatch" in conditions else "not exist yet"
+            expected = f"version {conditions['IfMatch']}" if "IfMatch" in conditions else "no object"
             raise ObjectChangedError(
-                f"{uri} changed while this upload was prepared: it was expected to {expected} ({code}); "
-                "another writer uses the same object, so nothing was overwritten"
+                f"{uri} changed since it was read ({code}): expected {expected}. Another writer uses "
+                "the same object, so nothing was overwritten"
             ) from error
         raise
 
@@ -320,7 +327,7 @@ def read_object_if_present(uri: S3Uri, setting: str | None = None, client=None) 
             response = client.get_object(Bucket=uri.bucket, Key=uri.key)
             return StoredObject(body=response["Body"].read(), etag=response["ETag"])
         except ClientError as error:
-            if str(error.response.get("Error", {}).get("Code", "")) in _MISSING_OBJECT_CODES:
+            if _error_code(error) in _MISSING_OBJECT_CODES:
                 return None
             raise
 

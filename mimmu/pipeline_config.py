@@ -20,7 +20,7 @@ class PipelineConfig:
     concept: str = "star"  # the concept the DVC stages erase; flows take theirs as an argument
     # Forgetting prompts of the evaluation that the gates judge (retained prompts: four times
     # as many). 512 gives 171 to 293 images per retained concept, so one image moves a drop
-    # by at most 0.006; with 128 it moves it by up to 0.022.
+    # by at most 0.006. With 128 it moves it by up to 0.022.
     evaluation_prompts: int = 512
     evaluation_seed: int = 1000
     gates: dict[str, float] = field(

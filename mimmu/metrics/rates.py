@@ -15,10 +15,10 @@ def binomial_stderr(rate: float, count: int) -> float:
 def paired_drop_stderr(hits_before: np.ndarray, hits_after: np.ndarray) -> float:
     """Return the standard error of mean(hits_before - hits_after) over paired images.
 
-    hits_before and hits_after (N,) are True where image i of the base or of the erased
-    model was graded as expected; row i of both has the same prompt and seed. The differences are -1, 0 or 1,
-    and their sample standard deviation over sqrt(N) is the error of the accuracy drop. It
-    is 0 when no image changed its grade, and NaN for fewer than two images.
+    hits_before and hits_after (N,) are True where image i of the base (before) or the
+    erased model (after) was graded as expected. Row i of both has the same prompt and seed.
+    The differences are -1, 0 or 1. Their sample standard deviation over sqrt(N) is the
+    error of the accuracy drop: 0 when no image changed its grade, NaN for fewer than two.
     """
     differences = hits_before.astype(np.float64) - hits_after.astype(np.float64)
     if len(differences) < 2:
