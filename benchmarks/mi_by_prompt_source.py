@@ -54,9 +54,10 @@ from mimmu.concepts import contains_concept, normalize_concept, remove_concept
 from mimmu.embeddings import embed_prompts
 from mimmu.errors import MimmuError
 from mimmu.generate import GenerationRequest, generate_latents
-from mimmu.prompt_sets import build_evaluation_prompts, vocabulary_prompts
+from mimmu.prompt_sets import ForgettingPrompt, build_evaluation_prompts, vocabulary_prompts
 from mimmu.text_encoder import count_tokens
-from mimmu.trainable import complement_projector, principal_directions
+from mimmu.trainable import preservation_projector
+from mimmu.trainer import preserved_anchor_rows
 
 FRESH_SEED = 5  # seed of the draw of other training-template captions
 
@@ -136,18 +137,19 @@ def prompt_sources(forgetting: list[dict], concept: str, count: int) -> dict[str
     }
 
 
-def protection_projector(pipeline, forgetting: list[dict], share: float) -> torch.Tensor | None:
-    """Return the projector onto the directions the erasure's updates could use, or None without anchor preservation.
+def protection_projector(pipeline, forgetting: list[dict], config: dict) -> torch.Tensor | None:
+    """Return the projector onto the directions the erasure's updates could use, or None when nothing was preserved.
 
-    It follows the trainer: the principal directions, at `share` of the energy, of the
-    token states of the anchors that name no erased concept and of the empty prompt.
+    The trainer's own projection (mimmu.trainer), rebuilt from the erased folder's
+    prompt set and configuration.
     """
-    if not share:
-        return None
-    erased = {p["concept"] for p in forgetting}
-    anchors = [p["anchor"] for p in forgetting if not any(contains_concept(p["anchor"], c) for c in erased)]
-    states = torch.cat([embed_prompts(pipeline, anchors).flatten(0, 1), embed_prompts(pipeline, [""]).flatten(0, 1)])
-    return complement_projector(principal_directions(states, share), "the anchor states", "pass a lower share")
+    prompts = [ForgettingPrompt(**p) for p in forgetting]
+    rows = preserved_anchor_rows(prompts)
+    anchor_states = embed_prompts(pipeline, [prompts[i].anchor for i in rows]).flatten(0, 1)
+    null_states = embed_prompts(pipeline, [""]).flatten(0, 1)
+    return preservation_projector(
+        null_states, anchor_states, bool(config.get("preserve_null")), config.get("preserve_anchors") or 0
+    )
 
 
 def main() -> None:
@@ -159,7 +161,7 @@ def main() -> None:
         forgetting = read_forgetting(args.erased)
         sources = prompt_sources(forgetting, concept, args.num_prompts)
         pipeline, record, weights = load_erased_on_base(args.model, args.erased)
-        projector = protection_projector(pipeline, forgetting, record["config"].get("preserve_anchors") or 0)
+        projector = protection_projector(pipeline, forgetting, record["config"])
     except MimmuError as error:
         sys.exit(f"error: {error}")
 

@@ -1,19 +1,24 @@
-"""Training checkpoints: trainable weights, optimizer state and RNG state, verified on load.
+"""Training checkpoints: trainable weights, optimizer, loss-scaler and RNG state, verified on load.
 
 A checkpoint is a folder `epoch-NNNN/` with `tensors.safetensors` and `meta.json`.
 meta.json records the SHA-256 of the tensors file, so a truncated or altered file is
-detected instead of silently resuming from wrong weights.
+detected instead of silently resuming from wrong weights. It also records what the
+run was (`identity`: the configuration's digest and its data), so a checkpoint of
+another run is refused rather than resumed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from mimmu.digest import file_sha256
 from mimmu.errors import MimmuError
@@ -54,6 +59,18 @@ def save_checkpoint(folder: Path, epoch: int, tensors: dict[str, torch.Tensor], 
     return path
 
 
+def prune_checkpoints(folder: Path, keep: int = 2) -> None:
+    """Delete all but the `keep` newest complete checkpoints under `folder`.
+
+    The one before the newest stays as a fallback: when the newest is corrupted, deleting
+    it resumes from that one. Incomplete staging folders are left to atomic_directory.
+    """
+    complete = sorted(p for p in Path(folder).glob("epoch-*") if (p / "meta.json").is_file())
+    for path in complete[:-keep] if keep > 0 else complete:
+        shutil.rmtree(path, ignore_errors=True)
+        logger.debug("removed old checkpoint %s", path)
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """Return the newest complete checkpoint under `folder`, or None."""
     folder = Path(folder)
@@ -73,7 +90,11 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"checkpoint {str(path)!r} is corrupted ({error}); delete it to resume from an earlier one"
         ) from error
     tensors_file = path / "tensors.safetensors"
-    if not tensors_file.is_file() or file_sha256(tensors_file) != meta.get("sha256"):
+    if not tensors_file.is_file():
+        raise MimmuError(
+            f"checkpoint {str(path)!r} is corrupted (tensors.safetensors is missing); delete it to resume from an earlier one"
+        )
+    if file_sha256(tensors_file) != meta.get("sha256"):
         raise MimmuError(
             f"checkpoint {str(path)!r} is corrupted (tensors.safetensors does not match its recorded SHA-256); "
             "delete it to resume from an earlier one"
@@ -84,3 +105,61 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise MimmuError(
             f"checkpoint {str(path)!r} is corrupted ({error}); delete it to resume from an earlier one"
         ) from error
+
+
+@dataclass
+class TrainingState:
+    """The state a training run restores to continue exactly where it stopped."""
+
+    parameters: dict[str, nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    scaler: torch.amp.GradScaler
+
+
+def save_training_state(folder: Path, epoch: int, state: TrainingState, identity: dict, history) -> None:
+    """Checkpoint `state` after `epoch` with the run's `identity` and `history` (losses, mi, stopped_early).
+
+    Only the two newest checkpoints are kept.
+    """
+    tensors = {f"param.{name}": p for name, p in state.parameters.items()}
+    optimizer_tensors, param_groups = optimizer_to_tensors(state.optimizer)
+    tensors.update(optimizer_tensors)
+    tensors["rng"] = state.generator.get_state()
+    meta = {
+        **identity,
+        "param_groups": param_groups,
+        "grad_scaler": state.scaler.state_dict(),
+        "losses": history.losses,
+        "mi": history.mi,
+        "stopped_early": history.stopped_early,
+    }
+    save_checkpoint(folder, epoch, tensors, meta)
+    prune_checkpoints(folder)
+
+
+def resume_training_state(folder: Path, state: TrainingState, identity: dict, history) -> int:
+    """Restore `state` and `history` from the newest checkpoint under `folder`; return its epoch, or 0 if none.
+
+    Raises MimmuError when the checkpoint is corrupted or belongs to a run of another identity.
+    """
+    path = latest_checkpoint(folder)
+    if path is None:
+        return 0
+    tensors, meta = load_checkpoint(path)
+    if {key: meta.get(key) for key in identity} != identity:
+        raise MimmuError(
+            f"checkpoint {str(path)!r} belongs to another configuration or forgetting set; "
+            "rerun with the same settings, or pass a new --out"
+        )
+    with torch.no_grad():
+        for name, parameter in state.parameters.items():
+            parameter.copy_(tensors[f"param.{name}"].to(parameter.device, parameter.dtype))
+    state.optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["param_groups"]))
+    state.generator.set_state(tensors["rng"])
+    if meta.get("grad_scaler"):
+        state.scaler.load_state_dict(meta["grad_scaler"])
+    history.losses, history.mi = list(meta["losses"]), list(meta["mi"])
+    history.stopped_early = bool(meta.get("stopped_early", False))
+    logger.info("resuming from %s", path)
+    return int(meta["epoch"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
+import sys
+
 import torch
 
 from mimmu.errors import MimmuError
@@ -39,3 +43,24 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype == torch.float16 and device.type == "cpu":
         raise MimmuError("float16 is not supported on the CPU; use --dtype float32 or bfloat16")
     return dtype
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Return a context that runs forward passes in `dtype` on `device`, or does nothing for float32.
+
+    Erasures keep their trained weights in float32 while the rest of a float16 or bfloat16
+    model stays in that dtype. Autocast lets the two meet in one forward pass, on CUDA and
+    on the CPU (there with bfloat16 only).
+    """
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Return peak memory in MiB: CUDA memory allocated by torch on a GPU, the process's peak resident set on the CPU.
+
+    The CPU figure covers the whole process since it started (ru_maxrss), not one step.
+    """
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10

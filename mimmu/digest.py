@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 WEIGHT_SUFFIXES = (".safetensors", ".json", ".txt", ".bin", ".ckpt", ".pt", ".pth")
@@ -41,3 +42,8 @@ def directory_digest(path: Path) -> str:
         _update_with_file(digest, file)
         digest.update(b"\0")
     return "sha256:" + digest.hexdigest()
+
+
+def json_sha256(payload) -> str:
+    """Return the SHA-256 hex digest of `payload` as canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

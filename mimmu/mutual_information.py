@@ -21,11 +21,13 @@ from dataclasses import asdict, dataclass
 import torch
 from diffusers import UNet2DConditionModel
 
+from mimmu.devices import autocast
 from mimmu.errors import MimmuError
 from mimmu.objective import squared_distance
 from mimmu.schedule import TimestepSampler
 
 MI_FORMS = ("orthogonal", "standard")
+MI_DRAWS = 4  # timestep and noise draws per image of the evaluation's and the trainer's estimates
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def pointwise_mi(
         abar = alphas_cumprod[t].float().view(-1, 1, 1, 1)
         noisy_latents = (abar.sqrt() * latents[start:end].float() + (1 - abar).sqrt() * noise[start:end]).to(dtype)
         # Autocast covers a half-precision UNet whose trainable layers were kept in float32.
-        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda" and dtype != torch.float32):
+        with autocast(device, dtype):
             pred_concept = unet(noisy_latents, t, encoder_hidden_states=prompt_embeds[start:end].to(dtype)).sample
             pred_anchor = unet(noisy_latents, t, encoder_hidden_states=anchor_embeds[start:end].to(dtype)).sample
         if form == "orthogonal":
@@ -96,7 +98,9 @@ def pointwise_mi(
 
 
 def rows_per_group(groups: list[str], count: int) -> list[int]:
-    """Return up to `count` row indices: the first count // G rows of each of the G groups, in group order.
+    """Return row indices: the first max(count // G, 1) rows of each of the G groups, in group order.
+
+    That is at most `count` rows, unless there are more groups than `count` (then one row each).
 
     An MI estimate over several erased concepts uses it, so that every concept gets its share.
     """

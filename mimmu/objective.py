@@ -13,10 +13,11 @@ The loss (MiM-MU; the I-MMSE estimator of Kong et al., ICLR 2023 and 2024):
 
     L = mean over the batch of  (delta_lambda_t / q(t)) * || eps_theta(x_t, t, E(p)) - eps_theta0(x_t, t, E(p_bar)) ||^2
 
-Twice this loss is a Monte Carlo estimate of the orthogonal-form conditional mutual
-information i_o(x; k | context) between the image and the concept k, so driving it to
-zero removes the concept's information while the target (a frozen prediction) keeps the
-anchor and unconditional behaviour that other concepts rely on.
+Its expectation is sum_t delta_lambda_t E||...||^2, twice the orthogonal-form conditional
+mutual information i_o(x; k | context) between the image and the concept k (the 1/2 of
+mimmu.mutual_information). Driving it to zero removes the concept's information, while
+the target (a frozen prediction) keeps the anchor and unconditional behaviour that other
+concepts rely on.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ class TimestepSampler:
         """Return the sampler for `mode`, one of TIMESTEP_SAMPLING."""
         if mode not in TIMESTEP_SAMPLING:
             raise MimmuError(f"invalid timestep sampling {mode!r}; expected one of {', '.join(TIMESTEP_SAMPLING)}")
-        delta = delta_log_snr(alphas_cumprod)
+        # On the CPU whatever the model's device, so draws follow a CPU torch.Generator.
+        delta = delta_log_snr(alphas_cumprod.detach().cpu())
         count = len(delta)
         if mode == "log_snr":
             proposal = delta / delta.sum()

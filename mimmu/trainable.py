@@ -123,6 +123,31 @@ def complement_projector(directions: torch.Tensor, preserved: str, fix: str) -> 
     return (torch.eye(dimensions, dtype=torch.float64) - span.T @ span).float()
 
 
+def preservation_projector(
+    null_states: torch.Tensor, anchor_states: torch.Tensor, preserve_null: bool, preserve_anchors: float
+) -> torch.Tensor | None:
+    """Return the projector (D, D) that the preservation options ask of every to_k and to_v update, or None.
+
+    null_states (L, D) are the empty prompt's token states, every position. anchor_states
+    (M, D) are the token states of the anchors to keep. `preserve_null` protects the span
+    of null_states exactly; `preserve_anchors`, a share of energy, protects the principal
+    directions of anchor_states and null_states together that hold that share.
+    """
+    directions, preserved, fixes = [], [], []
+    if preserve_null:
+        directions.append(row_span(null_states.double()))
+        preserved.append("the empty prompt's token states")
+        fixes.append("pass --no-preserve-null")
+    if preserve_anchors:
+        states = torch.cat([anchor_states.double(), null_states.double()])
+        directions.append(principal_directions(states, preserve_anchors))
+        preserved.append(f"the principal directions of the anchor prompts' token states ({preserve_anchors})")
+        fixes.append("pass a lower --preserve-anchors")
+    if not directions:
+        return None
+    return complement_projector(torch.cat(directions), " and ".join(preserved), " or ".join(fixes))
+
+
 class UpdateProjection:
     """Projection that keeps W - W_0 of to_k and to_v (or the A factor of an adapter) inside a projector's range.
 
