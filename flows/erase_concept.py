@@ -94,7 +94,8 @@ def build_flow():
             prompt_set = steps.import_prompt_set(Path(prompt_set), concept, workdir / "prompt_set.json")
         steps.validate_prompt_set(prompt_set, workdir / "prompt_set_validation.json")
         forgetting_set = steps.build_forgetting_set(source, prompt_set, config)
-        record = steps.erase(source, [concept], config, workdir / "erased")
+        steps.validate_forgetting_set(forgetting_set, workdir / "forgetting_set_validation.json")
+        record = steps.erase(source, [concept], config, workdir / "erased", prompt_set)
         metrics = steps.evaluate(
             model, workdir / "erased", concepts, config, workdir / "metrics.json", workdir / "report"
         )
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         check_input(args.concept, args.model, args.prompt_set)
         result = run(args.concept, args.model, args.epochs, args.params, args.prompt_set)
     except GateFailure as error:
-        print(f"mimmu: prompt set rejected: {error} (evidence: {error.evidence})", file=sys.stderr)
+        print(f"mimmu: input data rejected: {error} (evidence: {error.evidence})", file=sys.stderr)
         return EXIT_INVALID_PROMPTS
     except MimmuError as error:
         print(f"mimmu: error: {error}", file=sys.stderr)

@@ -23,15 +23,16 @@ from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mimmu.digest import directory_digest
+from mimmu.digest import directory_digest, file_sha256, json_sha256
 from mimmu.errors import MimmuError
-from mimmu.io import write_json_atomic
+from mimmu.io import finite_or_none, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "mimmu-erasure/1"
+FORMAT = "mimmu-erasure/2"  # 2: erasure.json carries record_sha256, the digest of the rest of it
 ERASURE_FILE = "erasure.json"
 WEIGHTS_FILE = "weights.safetensors"
+TRAINING_FILE = "training.json"
 
 
 def model_digest(source: str | Path) -> str:
@@ -58,6 +59,10 @@ def is_erased_dir(path: Path) -> bool:
 def read_erasure(path: Path) -> dict:
     """Return the parsed erasure.json of an erased-model folder."""
     folder = Path(path)
+    if folder.is_file():
+        raise MimmuError(
+            f"{str(folder)!r} is a file, not an erased-model folder; pass a folder written by `mimmu erase`"
+        )
     if not folder.is_dir():
         raise MimmuError(f"erased-model folder {str(folder)!r} not found; pass a folder written by `mimmu erase`")
     file = folder / ERASURE_FILE
@@ -71,17 +76,26 @@ def read_erasure(path: Path) -> dict:
         raise MimmuError(
             f"{str(file)!r} is unreadable ({error}); the erased model is incomplete or corrupted"
         ) from error
-    if record.get("format") != FORMAT:
-        raise MimmuError(f"{str(file)!r} has format {record.get('format')!r}; this mimmu reads {FORMAT!r}")
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        found = record.get("format") if isinstance(record, dict) else None
+        raise MimmuError(
+            f"{str(file)!r} has format {found!r}; this mimmu reads {FORMAT!r}, so erase the model again with it"
+        )
+    if record.get("record_sha256") != record_digest(record):
+        raise MimmuError(
+            f"{str(file)!r} was changed after it was written (its record_sha256 does not match its content); "
+            "restore the original file or erase the model again"
+        )
     return record
 
 
+def record_digest(record: dict) -> str:
+    """Return the SHA-256 of an erasure record without its own record_sha256 field, as canonical JSON."""
+    return json_sha256({key: value for key, value in record.items() if key != "record_sha256"})
+
+
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    return "sha256:" + file_sha256(path)
 
 
 def save_erased(
@@ -117,8 +131,25 @@ def save_erased(
         "changed_tensors": sorted(weights),
         **(extra or {}),
     }
+    # The digest is of the record as read back: write_json_atomic turns NaN into null.
+    record = finite_or_none(record)
+    record["record_sha256"] = record_digest(record)
     write_json_atomic(folder / ERASURE_FILE, record)
     return record
+
+
+def read_training(folder: Path) -> dict | None:
+    """Return the loss and MI curves of an erased-model folder (its training.json), or None when it has none."""
+    path = Path(folder) / TRAINING_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise MimmuError(
+            f"{str(path)!r} is unreadable ({error}); the report plots its curves, so restore it, "
+            "delete it to leave the curves out, or leave out --report"
+        ) from error
 
 
 def load_erased_weights(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:

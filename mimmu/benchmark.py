@@ -12,7 +12,7 @@ import logging
 import math
 from pathlib import Path
 
-from mimmu.config import EraseConfig
+from mimmu.config import MAX_SEED, EraseConfig
 from mimmu.errors import MimmuError
 from mimmu.io import write_json_atomic, write_text_atomic
 
@@ -145,9 +145,9 @@ def check_seeds(seeds: list[int] | None) -> None:
         return
     if not seeds:
         raise MimmuError("no erasure seeds given; pass one or more, e.g. --seeds 0,1,2, or leave the option out")
-    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED]
     if bad:
-        raise MimmuError(f"invalid erasure seeds {bad}; each must be a whole number of at least 0")
+        raise MimmuError(f"invalid erasure seeds {bad}; each must be a whole number from 0 to {MAX_SEED}")
     if len(set(seeds)) < len(seeds):
         raise MimmuError(f"repeated erasure seeds in {seeds}; list each seed once")
 
@@ -176,6 +176,9 @@ def run_benchmark(
     from mimmu.prompt_sets import check_concepts
 
     concepts = check_concepts(concepts)
+    repeated = sorted({spec for spec in methods if methods.count(spec) > 1})
+    if repeated:
+        raise MimmuError(f"method {repeated[0]!r} is given more than once; list each method once")
     configs = {spec: parse_method(spec, epochs) for spec in methods}
     if not configs:
         raise MimmuError("no methods given; pass --methods, e.g. mimmu,esd,uce")

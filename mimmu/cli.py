@@ -3,25 +3,48 @@
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import logging
 import os
 import sys
 from pathlib import Path
 
+from mimmu.config import MAX_SEED
 from mimmu.errors import MimmuError
 
 logger = logging.getLogger("mimmu")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+# The fix for each system error a user can act on, by errno.
+OS_ERROR_FIXES = {
+    errno.ENOSPC: "free space on that disk or write elsewhere (--out, MIMMU_HOME), then rerun; an interrupted erasure resumes",
+    errno.EDQUOT: "free space within your quota or write elsewhere, then rerun",
+    errno.EACCES: "write somewhere you have permission to, or fix the permissions",
+    errno.EPERM: "write somewhere you have permission to, or fix the permissions",
+    errno.EROFS: "that file system is read-only; write elsewhere",
+    errno.ENOENT: "the file or folder is missing; check the path",
+}
+
+
+def _int_at_least(minimum: int, maximum: int | None = None):
+    """Return an argparse type that accepts whole numbers from `minimum` to `maximum` (no upper bound when None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_seed = _int_at_least(0, MAX_SEED)
 
 
 def _seed_list(text: str) -> list[int]:
@@ -77,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(generate)
     generate.add_argument("--prompt", action="append", default=[], help="a prompt; repeat for several")
     generate.add_argument("--num-images", type=_positive_int, default=4, help="images per prompt (default 4)")
-    generate.add_argument("--seed", type=int, default=0, help="seed of the first image; image j uses seed + j")
+    generate.add_argument("--seed", type=_seed, default=0, help="seed of the first image; image j uses seed + j")
     generate.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: the model's)")
     generate.add_argument(
         "--guidance-scale", type=float, default=None, help="classifier-free guidance scale (default: the model's)"
@@ -190,8 +213,10 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trainable",
         choices=TRAINABLE_SETS,
-        default=defaults.trainable,
-        help=f"trained weights (default {defaults.trainable}: attn2.to_k and to_v)",
+        default=None,
+        help="mimmu only: trained weights, kv (attn2.to_k and to_v), attn2 (all cross-attention) or lora_kv "
+        f"(a low-rank adapter on to_k and to_v) (default {mimmu_defaults['trainable']}; esd trains attn2 "
+        "and uce edits kv, as published)",
     )
     parser.add_argument(
         "--lora-rank",
@@ -280,6 +305,13 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         help=f"ESD-x negative guidance strength (default {defaults.esd_eta})",
     )
     parser.add_argument(
+        "--esd-sampling-steps",
+        type=_positive_int,
+        default=defaults.esd_sampling_steps,
+        help="DDIM steps of ESD-x's on-policy sampling of the noisy latents, at least 2 "
+        f"(default {defaults.esd_sampling_steps})",
+    )
+    parser.add_argument(
         "--uce-lambda", type=float, default=defaults.uce_lambda, help=f"UCE ridge term (default {defaults.uce_lambda})"
     )
     parser.add_argument(
@@ -290,7 +322,7 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         default=defaults.seed,
         help=f"seed of prompts, forgetting set and training (default {defaults.seed})",
     )
@@ -335,13 +367,15 @@ def _add_erasure_commands(commands) -> None:
     )
     evaluate.add_argument(
         "--mi-images",
-        type=_positive_int,
+        type=_int_at_least(2),
         default=64,
         metavar="N",
         help="images per MI estimate, split evenly between erased concepts and at most the prompts of each kind. "
         "More images give smaller standard errors (default 64)",
     )
-    evaluate.add_argument("--seed", type=int, default=1000, help="seed of evaluation prompts and images (default 1000)")
+    evaluate.add_argument(
+        "--seed", type=_seed, default=1000, help="seed of evaluation prompts and images (default 1000)"
+    )
     evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
 
     mi = commands.add_parser(
@@ -356,12 +390,17 @@ def _add_erasure_commands(commands) -> None:
         default=None,
         help="estimate the conditional MI of this concept (anchor: the prompt without it) instead of the MI against the empty prompt",
     )
-    mi.add_argument("--num-samples", type=_positive_int, default=64, help="images to average over (default 64)")
+    mi.add_argument(
+        "--num-samples",
+        type=_int_at_least(2),
+        default=64,
+        help="images to average over, at least 2 for a standard error (default 64)",
+    )
     mi.add_argument("--draws", type=_positive_int, default=8, help="timestep and noise draws per image (default 8)")
     mi.add_argument(
         "--form", choices=["orthogonal", "standard"], default="orthogonal", help="estimator form (default orthogonal)"
     )
-    mi.add_argument("--seed", type=int, default=0, help="seed of images and draws (default 0)")
+    mi.add_argument("--seed", type=_seed, default=0, help="seed of images and draws (default 0)")
     mi.add_argument("--json", type=Path, default=None, help="also write the estimate to this JSON file")
 
     export = commands.add_parser(
@@ -434,11 +473,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mimmu: interrupted", file=sys.stderr)
         return 130
+    except torch_out_of_memory() as error:
+        logging.getLogger(__name__).debug("out of memory", exc_info=True)
+        print(
+            f"mimmu: error: out of memory ({str(error).splitlines()[0]}); pass a smaller --batch-size", file=sys.stderr
+        )
+        return 1
+    except OSError as error:  # a full disk, a permission, a vanished file: the system's reason, without a traceback
+        logging.getLogger(__name__).debug("system error", exc_info=True)
+        where = f" at {str(error.filename)!r}" if error.filename else ""
+        fix = OS_ERROR_FIXES.get(error.errno, "check that path and rerun")
+        print(f"mimmu: error: {error.strerror or error}{where}; {fix}", file=sys.stderr)
+        return 1
 
 
-def print_json(payload: dict) -> None:
-    """Print `payload` as indented JSON on stdout."""
-    print(json.dumps(payload, indent=2, sort_keys=True))
+def torch_out_of_memory() -> type[BaseException]:
+    """Return torch's out-of-memory error class, imported only once a command has failed."""
+    import torch
+
+    return torch.OutOfMemoryError
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ def _erase_config(args: argparse.Namespace):
         mi_tolerance=args.mi_tolerance,
         mi_check_every=args.mi_check_every,
         esd_eta=args.esd_eta,
+        esd_sampling_steps=args.esd_sampling_steps,
         uce_lambda=args.uce_lambda,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
@@ -180,16 +181,17 @@ def run_erase(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate an erased model and write the metrics JSON (and the HTML report)."""
-    import json
-
+    from mimmu.artifact import read_training
     from mimmu.evaluation import evaluate_erased
     from mimmu.io import write_json_atomic
     from mimmu.minicanvas.check import load_evaluator
     from mimmu.output import check_output_dir, check_output_file
 
     out = check_output_file(args.json)
+    training = None
     if args.report:
-        check_output_dir(args.report, overwrite=True)
+        check_output_dir(args.report, overwrite=True, option="--report")
+        training = read_training(args.erased)  # before the evaluation, which takes minutes
     metrics, base, erased = evaluate_erased(
         args.model,
         args.erased,
@@ -202,6 +204,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.dtype,
         progress=not args.quiet,
         mi_images=args.mi_images,
+        allow_pickle=args.allow_pickle,
     )
     write_json_atomic(out, metrics)
     if args.report:
@@ -211,8 +214,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from mimmu.report import write_report
 
         evaluation = build_evaluation_prompts(metrics["concepts"], args.num_prompts, np.random.default_rng(args.seed))
-        training_file = Path(args.erased) / "training.json"
-        training = json.loads(training_file.read_text()) if training_file.is_file() else None
         index = write_report(args.report, metrics, base, erased, evaluation, training)
         print(f"report: {index}")
     stderr = metrics["stderr"]
@@ -238,8 +239,10 @@ def run_mi(args: argparse.Namespace) -> int:
     from mimmu.io import write_json_atomic
     from mimmu.loading import load_pipeline
     from mimmu.mutual_information import pointwise_mi, summarize
+    from mimmu.output import check_output_file
     from mimmu.prompts import validate_prompts
 
+    out = check_output_file(args.json) if args.json else None  # before the compute, not after
     prompt = validate_prompts([args.prompt])[0]
     anchor = ""
     if args.concept is not None:
@@ -268,8 +271,8 @@ def run_mi(args: argparse.Namespace) -> int:
     print(
         f"i(x; {prompt!r} vs {anchor!r}) = {estimate['value']:.4f} +- {estimate['stderr']:.4f} nats (n={estimate['num_images']})"
     )
-    if args.json:
-        write_json_atomic(args.json, estimate)
+    if out is not None:
+        write_json_atomic(out, estimate)
     return 0
 
 

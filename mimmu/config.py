@@ -12,16 +12,26 @@ from mimmu.prompt_sets import ANCHORS
 from mimmu.schedule import TIMESTEP_SAMPLING
 
 METHODS = ("mimmu", "esd", "uce")
+# Seeds are whole numbers from 0 to MAX_SEED. Image i of a run uses seed + i, and torch
+# generators take signed 64-bit seeds, so this bound leaves room for any count of images.
+MAX_SEED = 2**32 - 1
 TRAINABLE_SETS = ("kv", "attn2", "lora_kv")
 OPTIMIZERS = ("adam", "sgd")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 # Defaults that differ by method: a field left as None takes its method's value here.
 # MiM-MU's were chosen by the benchmark (docs/benchmarks.md). ESD-x keeps 60 epochs, i.e.
-# 120 steps of batch 32 on 64 prompts, and UCE ignores all four.
+# 120 steps of batch 32 on 64 prompts, and trains all of cross-attention as published. UCE
+# edits to_k and to_v in closed form and ignores the other four.
 METHOD_DEFAULTS = {
-    "mimmu": {"preserve_anchors": 0.995, "anchor_images": True, "epochs": 45, "learning_rate": 1.2e-3},
-    "esd": {"preserve_anchors": 0.0, "anchor_images": False, "epochs": 60, "learning_rate": 1e-3},
-    "uce": {"preserve_anchors": 0.0, "anchor_images": False, "epochs": 60, "learning_rate": 1e-3},
+    "mimmu": {
+        "trainable": "kv",
+        "preserve_anchors": 0.995,
+        "anchor_images": True,
+        "epochs": 45,
+        "learning_rate": 1.2e-3,
+    },
+    "esd": {"trainable": "attn2", "preserve_anchors": 0.0, "anchor_images": False, "epochs": 60, "learning_rate": 1e-3},
+    "uce": {"trainable": "kv", "preserve_anchors": 0.0, "anchor_images": False, "epochs": 60, "learning_rate": 1e-3},
 }
 
 
@@ -34,10 +44,14 @@ class EraseConfig:
         anchor: "context" (the prompt without the concept) or "empty" (the empty prompt).
         timestep_sampling: "log_snr", "uniform_weighted" or "uniform" (see mimmu.schedule).
         trainable: "kv" (attn2.to_k and attn2.to_v), "attn2" (all cross-attention) or
-            "lora_kv" (a low-rank adapter on to_k and to_v).
+            "lora_kv" (a low-rank adapter on to_k and to_v). A choice for MiM-MU only: None
+            (the default) means "kv" for MiM-MU and UCE and "attn2" for ESD-x, the weights
+            each method changes as published.
         lora_rank: rank of the adapter when trainable is "lora_kv".
         preserve_null: project every update of to_k and to_v so that the empty prompt's
-            keys and values, hence the unconditional prediction, stay exactly unchanged.
+            keys and values stay exactly unchanged. With trainable "kv" or "lora_kv" the
+            unconditional prediction then stays unchanged too; with "attn2" the unprojected
+            to_q and to_out can still move it.
             Off by default: on MiniCanvas it helps star but lowers IRA and PSNR on red (docs/benchmarks.md).
         optimizer: "adam", or "sgd" (with momentum 0.9). With trainable "kv" or "attn2",
             plain gradient steps keep every update of to_k and to_v inside the span of the
@@ -89,7 +103,7 @@ class EraseConfig:
     method: str = "mimmu"
     anchor: str = "context"
     timestep_sampling: str = "log_snr"
-    trainable: str = "kv"
+    trainable: str | None = None
     lora_rank: int = 4
     preserve_null: bool = False
     optimizer: str = "adam"
@@ -109,8 +123,12 @@ class EraseConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise MimmuError(f"invalid method {self.method!r}; expected one of {', '.join(METHODS)}")
+        for name, value in METHOD_DEFAULTS[self.method].items():
+            if getattr(self, name) is None:  # the method's default
+                object.__setattr__(self, name, value)
         choices = {
-            "method": METHODS,
             "anchor": ANCHORS,
             "timestep_sampling": TIMESTEP_SAMPLING,
             "trainable": TRAINABLE_SETS,
@@ -121,9 +139,14 @@ class EraseConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise MimmuError(f"invalid {name} {value!r}; expected one of {', '.join(allowed)}")
-        for name, value in METHOD_DEFAULTS[self.method].items():
-            if getattr(self, name) is None:  # the method's default
-                object.__setattr__(self, name, value)
+        published = METHOD_DEFAULTS[self.method]["trainable"]
+        if self.method != "mimmu" and self.trainable != published:
+            raise MimmuError(
+                f"trainable {self.trainable!r} does not apply to method {self.method!r}, which changes "
+                f"{published!r} as published; leave --trainable out for {self.method}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise MimmuError(f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}; pass e.g. --seed 0")
         if not isinstance(self.anchor_images, bool):
             raise MimmuError(f"anchor_images must be true or false, got {self.anchor_images!r}; pass a boolean")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int):
@@ -139,6 +162,10 @@ class EraseConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise MimmuError(f"{name} must be a finite number of at least 0, got {value}")
+        if self.method == "uce" and self.uce_lambda == 0:
+            raise MimmuError(
+                "uce_lambda must be above 0: without the ridge term UCE's system can be singular; pass e.g. 0.5"
+            )
         object.__setattr__(self, "learning_rate", float(self.learning_rate))  # 1 and 1.0 give one digest
         share = self.preserve_anchors
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:

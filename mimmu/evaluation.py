@@ -7,12 +7,14 @@ and erased images pair up one to one. The MiniCanvas evaluator labels each image
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
+from mimmu.devices import peak_memory_mb
 from mimmu.embeddings import embed_prompts
 from mimmu.generate import GenerationRequest, decode_latents, generate_latents
 from mimmu.metrics.frechet import frechet_distance
@@ -21,8 +23,8 @@ from mimmu.metrics.rates import binomial_stderr, erasure_efficacy, paired_drop_s
 from mimmu.minicanvas.check import images_to_tensor
 from mimmu.minicanvas.evaluator import Evaluator
 from mimmu.minicanvas.vocabulary import ATTRIBUTES, ENTANGLED_PAIRS
-from mimmu.mutual_information import paired_ratio_stderr, pointwise_mi, rows_per_group, summarize
-from mimmu.prompt_sets import EvaluationPrompt
+from mimmu.mutual_information import MI_DRAWS, paired_ratio_stderr, pointwise_mi, rows_per_group, summarize
+from mimmu.prompt_sets import EvaluationPrompt, vocabulary_value
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,6 @@ SCALAR_METRICS = (
 )
 
 MI_IMAGES = 64  # images per MI estimate, by default
-MI_DRAWS = 4  # timestep and noise draws per image
 
 
 @dataclass
@@ -135,10 +136,6 @@ def _accuracy(outputs: Outputs, expected: list[dict], attributes: list[str], row
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def _attribute_of(value: str) -> str:
-    return next(name for name, values in ATTRIBUTES.items() if value in values)
-
-
 def retained_drops(base: Outputs, erased: Outputs, expected: list[dict], erased_values: set[str]) -> dict[str, dict]:
     """Return, per retained concept, base and erased accuracy, the drop, its paired standard error and the sample size."""
     drops = {}
@@ -164,9 +161,9 @@ def retained_drops(base: Outputs, erased: Outputs, expected: list[dict], erased_
 
 
 def nearest_concepts(pipeline: DiffusionPipeline, concept: str, count: int = 3) -> list[str]:
-    """Return the `count` same-attribute concepts nearest to `concept` by cosine of mean token states."""
-    attribute = _attribute_of(concept)
-    others = [v for v in ATTRIBUTES[attribute] if v != concept]
+    """Return the `count` same-attribute concepts nearest to `concept` (a value or synonym) by cosine of mean token states."""
+    attribute, value = vocabulary_value(concept)
+    others = [v for v in ATTRIBUTES[attribute] if v != value]
     embeds = embed_prompts(pipeline, [concept, *others]).float()  # (1 + K, L, D)
     tokens = pipeline.tokenizer(
         [concept, *others], padding="max_length", max_length=embeds.shape[1], truncation=True, return_tensors="pt"
@@ -203,7 +200,7 @@ def compute_metrics(
     per_concept = {}
     for concept in sorted({e.concept for e in forgetting}):
         rows = [i for i, e in enumerate(forgetting) if e.concept == concept]
-        attribute = _attribute_of(concept)
+        attribute, _ = vocabulary_value(concept)
         others = [a for a in ATTRIBUTES if a != attribute]
         index = _index(attribute, concept)
         rate_base = target_rate(base["forgetting"].labels[attribute][rows], index)
@@ -231,10 +228,11 @@ def compute_metrics(
     # Every per-concept rate is averaged over concepts; "n" is a sample size, not a rate.
     averaged = [key for key in next(iter(per_concept.values())) if key != "n"]
 
-    drops = retained_drops(base["retained"], erased["retained"], retained_expected, set(concepts))
+    values = {vocabulary_value(c)[1] for c in concepts}  # a synonym such as "disk" erases "circle"
+    drops = retained_drops(base["retained"], erased["retained"], retained_expected, values)
     worst = max(drops.items(), key=lambda item: item[1]["drop"]) if drops else ("", {"drop": float("nan")})
     watched = {n for c in concepts for n in neighbours.get(c, [])}
-    watched |= {b for a, b in ENTANGLED_PAIRS if a in concepts} | {a for a, b in ENTANGLED_PAIRS if b in concepts}
+    watched |= {b for a, b in ENTANGLED_PAIRS if a in values} | {a for a, b in ENTANGLED_PAIRS if b in values}
     n_forgetting, n_retained = len(forgetting), len(retained)
 
     metrics = {
@@ -280,6 +278,7 @@ def evaluate_erased(
     progress: bool = True,
     base_cache: dict | None = None,
     mi_images: int = MI_IMAGES,
+    allow_pickle: bool = False,
 ) -> tuple[dict, dict[str, Outputs], dict[str, Outputs]]:
     """Evaluate the erased model in `erased_dir` against `base_source`; returns metrics and both outputs.
 
@@ -313,7 +312,8 @@ def evaluate_erased(
     }
     mi_groups = {"forgetting": [e.concept for e in forgetting], "retained": None}
 
-    pipeline = load_pipeline(base_source, device, dtype)
+    started = time.perf_counter()
+    pipeline = load_pipeline(base_source, device, dtype, allow_pickle)
     key = (str(base_source), tuple(e.prompt for e in evaluation), seed, mi_images)
     cached = (base_cache or {}).get(key)
     if cached is None:
@@ -371,6 +371,12 @@ def evaluate_erased(
             "mi": mi,
             "erase_seconds": record.get("erase_seconds"),
             "forgetting_set_seconds": record.get("forgetting_set_seconds"),
+            "erase_peak_memory_mb": record.get("peak_memory_mb"),
+            "erase_device": record.get("device"),
+            # Includes the base model's images and MI unless a benchmark had them cached.
+            "evaluation_seconds": time.perf_counter() - started,
+            "evaluation_peak_memory_mb": peak_memory_mb(pipeline.device),
+            "evaluation_device": str(pipeline.device),
             "method": record["method"],
             "erased_concepts": record["concepts"],
             "base_model": str(base_source),

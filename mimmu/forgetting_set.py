@@ -27,6 +27,7 @@ from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mimmu.digest import file_sha256
 from mimmu.errors import MimmuError
 from mimmu.generate import GenerationRequest, generate_latents
 from mimmu.io import atomic_directory, write_json_atomic
@@ -35,7 +36,9 @@ from mimmu.prompt_sets import ForgettingPrompt
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "mimmu-forgetting-set/2"
+LATENTS_FILE = "latents.safetensors"
+
+FORMAT = "mimmu-forgetting-set/3"  # 3: the manifest records the SHA-256 of the latents file
 
 
 @dataclass
@@ -83,14 +86,19 @@ def _is_anchor_image_layout(entries: list[dict]) -> bool:
 
 
 def load_forgetting_set(folder: Path) -> ForgettingSet:
-    """Load a stored forgetting set, checking that the latents match the manifest."""
+    """Load a stored forgetting set, checking the latents file's digest and that the latents match the manifest."""
     folder = Path(folder)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
-        latents = load_file(folder / "latents.safetensors")["latents"]
+        if file_sha256(folder / LATENTS_FILE) != manifest["latents_sha256"]:
+            raise MimmuError(
+                f"forgetting set in {str(folder)!r} is corrupted ({LATENTS_FILE} does not match the SHA-256 in its "
+                "manifest); delete the folder to rebuild it"
+            )
+        latents = load_file(folder / LATENTS_FILE)["latents"]
     except (OSError, json.JSONDecodeError, SafetensorError, KeyError) as error:
         raise MimmuError(
-            f"forgetting set in {str(folder)!r} is unreadable ({error}); delete the folder to rebuild it"
+            f"forgetting set in {str(folder)!r} is unreadable ({error!r}); delete the folder to rebuild it"
         ) from error
     entries = manifest["entries"]
     if len(entries) != len(latents):
@@ -127,6 +135,9 @@ def build_forgetting_set(
         "sampler": type(pipeline.scheduler).__name__,
         "num_inference_steps": defaults.num_inference_steps,
         "guidance_scale": defaults.guidance_scale,
+        # The same seeds draw other noise on another device, and another dtype rounds differently.
+        "device": pipeline.device.type,
+        "dtype": str(pipeline.unet.dtype).removeprefix("torch."),
     }
     seeds = [seed + index for index in range(len(prompts))]
     image_prompts = [p.prompt for p in prompts]
@@ -153,7 +164,8 @@ def build_forgetting_set(
         ],
     }
     with atomic_directory(folder) as staging:
-        save_file({"latents": latents.contiguous()}, staging / "latents.safetensors")
+        save_file({"latents": latents.contiguous()}, staging / LATENTS_FILE)
+        manifest["latents_sha256"] = file_sha256(staging / LATENTS_FILE)
         write_json_atomic(staging / "manifest.json", manifest)
     logger.info("stored forgetting set of %d latents in %s", len(latents), folder)
     return ForgettingSet(latents, prompts, seeds, manifest, folder, anchor_images)

@@ -79,10 +79,19 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     previous = None
-    if path.exists():
-        previous = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
-        os.replace(path, previous / "content")
-    os.replace(staging, path)
+    try:
+        if path.exists():
+            previous = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, previous / "content")
+        os.replace(staging, path)
+    except BaseException:
+        # Put the old content back and drop the new, so a failed swap changes nothing.
+        if previous is not None and (previous / "content").exists():
+            os.replace(previous / "content", path)
+        for leftover in (staging, previous):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
+        raise
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
 

@@ -148,6 +148,19 @@ def validate_prompt_set_file(path: Path, evidence: Path) -> dict:
     return {"success": True, "evidence": str(evidence)}
 
 
+def validate_forgetting_set_folder(folder: Path, evidence: Path) -> dict:
+    """Run the forgetting-set suite on a stored forgetting set; save the result; raise GateFailure if it fails."""
+    from mimmu.forgetting_set import load_forgetting_set
+    from mimmu.validation import validate_forgetting_set
+
+    forgetting_set = load_forgetting_set(folder)  # checks the latents file against its recorded digest
+    result = validate_forgetting_set(forgetting_set.manifest, forgetting_set.latents)
+    write_json_atomic(evidence, {"success": result.success, "failures": result.failures, "results": result.results})
+    if not result.success:
+        raise GateFailure(f"forgetting set {folder} failed validation: {result.summary()}", Path(evidence))
+    return {"success": True, "evidence": str(evidence)}
+
+
 def load_prompt_set(path: Path):
     """Read a prompt-set file back into a PromptSet."""
     from mimmu.prompt_sets import EvaluationPrompt, ForgettingPrompt, PromptSet
@@ -183,11 +196,12 @@ def build_forgetting_set_step(model: str, prompt_set_path: Path, config: Pipelin
     return forgetting_set.path
 
 
-def erase_step(model: str, concepts: list[str], config: PipelineConfig, out: Path) -> dict:
-    """Erase `concepts` from `model` into `out`; returns the erasure record."""
+def erase_step(model: str, concepts: list[str], config: PipelineConfig, out: Path, prompt_set_path: Path) -> dict:
+    """Erase `concepts` from `model` into `out`, training on the prompt-set file that was validated; returns the record."""
     from mimmu.erase import erase
 
-    return erase(model, concepts, config.erase, out, overwrite=True, progress=False).record
+    prompt_set = load_prompt_set(prompt_set_path)
+    return erase(model, concepts, config.erase, out, overwrite=True, progress=False, prompt_set=prompt_set).record
 
 
 def evaluate_step(
@@ -196,10 +210,12 @@ def evaluate_step(
     """Evaluate `erased` against `base_model` on `concepts`; write metrics (and the HTML report)."""
     import numpy as np
 
+    from mimmu.artifact import read_training
     from mimmu.evaluation import evaluate_erased
     from mimmu.minicanvas.check import load_evaluator
     from mimmu.prompt_sets import build_evaluation_prompts
 
+    training = read_training(erased) if report is not None else None
     metrics, base, erased_outputs = evaluate_erased(
         base_model,
         erased,
@@ -213,8 +229,6 @@ def evaluate_step(
     if report is not None:
         from mimmu.report import write_report
 
-        training_file = Path(erased) / "training.json"
-        training = json.loads(training_file.read_text()) if training_file.is_file() else None
         evaluation = build_evaluation_prompts(
             concepts, config.evaluation_prompts, np.random.default_rng(config.evaluation_seed)
         )
@@ -275,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = build_forgetting_set_step(args.model, prompt_set, config)
             write_json_atomic(args.data / "forgetting_set.json", {"folder": str(folder), "key": folder.name})
         elif args.step == "erase":
-            erase_step(args.model, [concept], config, erased)
+            erase_step(args.model, [concept], config, erased, prompt_set)
             write_loss_plot(erased, args.metrics / "pipeline_loss.json")
         elif args.step == "evaluate":
             evaluate_step(args.model, erased, [concept], config, args.metrics / "pipeline_metrics.json", None)

@@ -199,6 +199,11 @@ def load_erased(
 
     record, weights = load_erased_weights(Path(erased))
     base_source = record["base_model"] if base is None else base
+    if base is None and base_source != MINICANVAS and not Path(base_source).exists():
+        raise MimmuError(
+            f"the base model recorded in {str(Path(erased) / 'erasure.json')!r}, {base_source!r}, no longer exists; "
+            "put the base pipeline back at that path"
+        )
     pipeline = load_pipeline(base_source, device, dtype, allow_pickle)
     check_base(record, model_digest(base_source), str(base_source))
     apply_weights(pipeline, weights)

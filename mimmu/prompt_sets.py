@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from mimmu.concepts import contains_concept, normalize_concept, remove_concept
+from mimmu.concepts import concept_pattern, contains_concept, normalize_concept, remove_concept
 from mimmu.errors import MimmuError
 from mimmu.minicanvas.captions import HELDOUT_TEMPLATES, SYNONYMS, TRAIN_TEMPLATES, full_templates
 from mimmu.minicanvas.render import Labels
@@ -75,7 +75,7 @@ def vocabulary_prompts() -> list[str]:
 def check_concepts(concepts: list[str], prompts: list[str] | None = None) -> list[str]:
     """Return normalised concept names, or raise if one is blank, repeated or named by no prompt."""
     if not concepts:
-        raise MimmuError("no concept given; pass --concept, e.g. --concept star")
+        raise MimmuError("no concept given; pass at least one concept, e.g. star")
     names = [normalize_concept(c) for c in concepts]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -98,6 +98,18 @@ def _attribute_value(concept: str) -> tuple[str, str] | None:
             if concept == value or SYNONYMS.get(value) == concept:
                 return attribute, value
     return None
+
+
+def vocabulary_value(concept: str) -> tuple[str, str]:
+    """Return (attribute, value) of a concept the evaluator grades: a vocabulary value, or a synonym of one.
+
+    "disk" gives ("object", "circle"): the evaluation of an erased synonym prompts with the
+    synonym and grades the images as the value it names.
+    """
+    found = _attribute_value(concept)
+    if found is None:
+        raise MimmuError(f"concept {concept!r} is not a MiniCanvas attribute value, so it cannot be evaluated")
+    return found
 
 
 def build_forgetting_prompts(
@@ -184,15 +196,15 @@ def build_evaluation_prompts(
             values[attribute] = fixed.get(attribute) or options[int(rng.integers(len(options)))]
         return Labels(values["object"], values["color"], values["texture"])
 
-    for concept, attribute_value in erased.items():
-        if attribute_value is None:
-            raise MimmuError(f"concept {concept!r} is not a MiniCanvas attribute value, so it cannot be evaluated")
-        attribute, value = attribute_value
+    for concept in erased:
+        attribute, value = vocabulary_value(concept)
         for index in range(size):
             labels = draw_labels({attribute: value})
             prompt = templates[index % len(templates)].format(labels)
+            # An erased synonym is what the prompt names; the images are graded as its value.
+            prompt = concept_pattern(value).sub(concept, prompt)
             evaluation.append(
-                EvaluationPrompt(prompt, asdict(labels), "forgetting", value, remove_concept(prompt, value))
+                EvaluationPrompt(prompt, asdict(labels), "forgetting", value, remove_concept(prompt, concept))
             )
 
     columns = {attribute: _draw_balanced(allowed(attribute), retained_size, rng) for attribute in ATTRIBUTES}

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from mimmu.generate import make_grid, to_uint8
-from mimmu.io import atomic_directory
+from mimmu.io import atomic_directory, write_json_atomic
 
 GRID_COLUMNS = 8
 GRID_IMAGES = 16
@@ -88,7 +87,7 @@ def write_report(out: Path, metrics: dict, base: dict, erased: dict, evaluation:
             f"</head><body><h1>Erasure of {concepts}</h1><h2>Metrics</h2><table>{table}</table>{''.join(sections)}</body></html>"
         )
         (staging / "index.html").write_text(page, encoding="utf-8")
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
+        write_json_atomic(staging / "metrics.json", metrics)
     return Path(out) / "index.html"
 
 

@@ -58,7 +58,13 @@ def log_erasure_run(run_id: str, workdir: Path, metrics: dict, decision: dict, d
         run_id, "failed_gates", ", ".join(n for n, g in decision["gates"].items() if not g["passed"]) or "none"
     )
     client.log_artifacts(run_id, str(workdir / "erased"), "erased_model")
-    for name in ("prompt_set.json", "prompt_set_validation.json", "metrics.json", "metrics_validation.json"):
+    for name in (
+        "prompt_set.json",
+        "prompt_set_validation.json",
+        "forgetting_set_validation.json",
+        "metrics.json",
+        "metrics_validation.json",
+    ):
         if (workdir / name).is_file():
             client.log_artifact(run_id, str(workdir / name), "records")
     if (workdir / "report").is_dir():

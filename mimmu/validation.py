@@ -1,4 +1,4 @@
-"""Great Expectations suites for prompt sets and evaluation metrics.
+"""Great Expectations suites for prompt sets, forgetting-set manifests and evaluation metrics.
 
 A suite runs in an ephemeral GX context on a pandas DataFrame. Its result is returned
 as JSON (kept by callers as evidence) with the failed expectations named, so a flow can
@@ -99,6 +99,54 @@ def validate_prompt_set(prompt_set: dict, token_counts: dict[str, int], max_toke
         ],
     )
     return SuiteResult(ok_f and ok_r, failed_f + failed_r, {"forgetting": result_f, "retained": result_r})
+
+
+def validate_forgetting_set(manifest: dict, latents) -> SuiteResult:
+    """Validate a forgetting set: one finite latent per manifest entry, each prompt naming its concept.
+
+    `latents` (N, C, H, W) are the stored latents. The suite checks that entries and
+    latents agree in number, and that every prompt names its concept and its anchor does
+    not. Every image prompt must be the prompt or its anchor. Seeds must be whole numbers
+    of at least 0, and no image prompt may repeat a seed. Every latent must be finite and
+    not constant.
+    """
+    import great_expectations as gx
+    import pandas as pd
+    import torch
+
+    entries = manifest.get("entries", [])
+    frame = pd.DataFrame(entries, columns=["prompt", "anchor", "concept", "image_prompt", "seed"])
+    count = min(len(frame), len(latents))
+    flat = torch.as_tensor(latents[:count]).float().flatten(1)
+    frame["names_concept"] = [
+        bool(concept_pattern(c).search(p)) for p, c in zip(frame["prompt"], frame["concept"], strict=True)
+    ]
+    frame["anchor_names_concept"] = [
+        bool(concept_pattern(c).search(a)) for a, c in zip(frame["anchor"], frame["concept"], strict=True)
+    ]
+    frame["image_prompt_known"] = [
+        i in (p, a) for p, a, i in zip(frame["prompt"], frame["anchor"], frame["image_prompt"], strict=True)
+    ]
+    finite = torch.isfinite(flat).all(dim=1).tolist() + [False] * (len(frame) - count)
+    spread = flat.std(dim=1).nan_to_num(0.0).tolist() + [0.0] * (len(frame) - count)
+    frame["latent_finite"], frame["latent_std"] = finite, spread
+    ok, failures, payload = _run_suite(
+        "forgetting_set",
+        frame,
+        [
+            gx.expectations.ExpectTableRowCountToEqual(value=len(latents)),
+            gx.expectations.ExpectTableRowCountToBeBetween(min_value=1),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="names_concept", value_set=[True]),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="anchor_names_concept", value_set=[False]),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="image_prompt_known", value_set=[True]),
+            gx.expectations.ExpectColumnValuesToNotBeNull(column="seed"),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="seed", min_value=0),
+            gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=["image_prompt", "seed"]),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="latent_finite", value_set=[True]),
+            gx.expectations.ExpectColumnValuesToBeBetween(column="latent_std", min_value=1e-6, strict_min=False),
+        ],
+    )
+    return SuiteResult(ok, failures, {"forgetting_set": payload})
 
 
 # Gate name -> (metric key, base key or None, direction). A "min" gate passes when the value is

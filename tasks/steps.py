@@ -62,10 +62,16 @@ def build_forgetting_set(model: str, prompt_set: Path, config: PipelineConfig) -
     return lifecycle.build_forgetting_set_step(model, prompt_set, config)
 
 
+@task
+def validate_forgetting_set(folder: Path, evidence: Path) -> dict:
+    """Run the forgetting-set suite; fail the flow before training if it fails."""
+    return lifecycle.validate_forgetting_set_folder(folder, evidence)
+
+
 @task(tags=[GPU_TAG])
-def erase(model: str, concepts: list[str], config: PipelineConfig, out: Path) -> dict:
-    """Erase the concepts and write the erased-model folder."""
-    return lifecycle.erase_step(model, concepts, config, out)
+def erase(model: str, concepts: list[str], config: PipelineConfig, out: Path, prompt_set: Path) -> dict:
+    """Erase the concepts, training on the validated prompt-set file, and write the erased-model folder."""
+    return lifecycle.erase_step(model, concepts, config, out, prompt_set)
 
 
 @task(tags=[GPU_TAG])

@@ -219,12 +219,51 @@ def test_evaluate_unknown_erased_folder(tmp_path, capsys):
 
 
 def test_evaluate_one_mi_image_rejected(tmp_path, capsys):
-    code, err = _error(
+    code, err = _run(
         ["evaluate", "--erased", str(tmp_path), "--json", str(tmp_path / "m.json"), "--mi-images", "1"], capsys
     )
     assert code == 2
-    assert "invalid number of MI images 1; pass an integer of at least 2" in err
+    assert "--mi-images: must be at least 2, got 1" in err
     assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "erase", "evaluate", "mi"])
+def test_negative_seed_rejected(command, tmp_path, capsys):
+    code, err = _run([command, "--seed", "-1"], capsys)
+    assert code == 2
+    assert "--seed: must be at least 0, got -1" in err
+
+
+def test_erase_trainable_of_baseline_rejected(tmp_path, capsys):
+    out = tmp_path / "o"
+    code, err = _error(
+        ["erase", "--concept", "star", "--method", "esd", "--trainable", "kv", "--out", str(out)], capsys
+    )
+    assert code == 2
+    assert "trainable 'kv' does not apply to method 'esd'" in err
+    assert not out.exists()
+
+
+def test_mi_json_folder_rejected_before_compute(tmp_path, capsys):
+    code, err = _error(
+        ["mi", "--prompt", "a red star", "--model", str(tmp_path / "absent"), "--json", str(tmp_path)], capsys
+    )
+    assert code == 2  # the output is checked first: the missing model would otherwise be the complaint
+    assert "is a folder; pass a file path" in err
+
+
+def test_system_error_is_one_line(tmp_path, capsys):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # a path no folder can be made under
+    out = loop / "estimate.json"
+    code, err = _error(
+        ["--quiet", "mi", "--prompt", "a red star", "--num-samples", "2", "--draws", "1", "--json", str(out)], capsys
+    )
+    assert code == 1
+    assert err.count("\n") == 0
+    assert err.startswith("mimmu: error: ")
+    assert str(loop) in err
+    assert "Traceback" not in err
 
 
 def test_evaluate_missing_erased_folder(tmp_path, capsys):
@@ -266,3 +305,64 @@ def test_benchmark_unknown_method(tmp_path, capsys):
     )
     assert code == 2
     assert "unknown method 'salun'" in err
+
+
+def test_seed_above_maximum_rejected(capsys):
+    code, err = _run(["generate", "--seed", "99999999999999999999"], capsys)
+    assert code == 2
+    assert "--seed: must be at most 4294967295" in err
+
+
+def test_mi_needs_two_samples(capsys):
+    code, err = _run(["mi", "--prompt", "a red star", "--num-samples", "1"], capsys)
+    assert code == 2
+    assert "--num-samples: must be at least 2, got 1" in err
+
+
+def test_unwritable_output_rejected_before_generating(tmp_path, capsys):
+    out = Path("/proc/mimmu-test-output")  # /proc accepts no new files, even from root
+    code, err = _error(["generate", "--prompt", "a red star", "--num-images", "1", "--out", str(out)], capsys)
+    assert code == 2
+    assert f"cannot write to {str(out)!r}" in err
+    assert "pass a path on a writable disk" in err
+
+
+def test_evaluate_erased_path_is_a_file(tmp_path, capsys):
+    file = tmp_path / "model.txt"
+    file.write_text("not a model")
+    code, err = _error(["evaluate", "--erased", str(file), "--json", str(tmp_path / "m.json")], capsys)
+    assert code == 2
+    assert "is a file, not an erased-model folder" in err
+
+
+def test_benchmark_repeated_method(tmp_path, capsys):
+    code, err = _error(
+        ["benchmark", "--concepts", "star", "--methods", "uce,uce", "--out", str(tmp_path / "b")], capsys
+    )
+    assert code == 2
+    assert "method 'uce' is given more than once" in err
+
+
+def test_edited_erasure_record_and_bad_training_log_rejected(tmp_path, capsys):
+    import json
+
+    erased = tmp_path / "erased"
+    assert main(["--quiet", "erase", "--concept", "star", "--method", "uce", "--out", str(erased)]) == 0
+    capsys.readouterr()
+    metrics = tmp_path / "m.json"
+    (erased / "training.json").write_text("not json")
+    code, err = _error(
+        ["evaluate", "--erased", str(erased), "--json", str(metrics), "--report", str(tmp_path / "r")], capsys
+    )
+    assert code == 2
+    assert "training.json' is unreadable" in err
+    assert "leave out --report" in err
+    assert not metrics.exists()  # rejected before the evaluation ran
+
+    record_file = erased / "erasure.json"
+    record = json.loads(record_file.read_text())
+    record["concepts"] = ["red"]
+    record_file.write_text(json.dumps(record))
+    code, err = _error(["evaluate", "--erased", str(erased), "--json", str(metrics)], capsys)
+    assert code == 2
+    assert "was changed after it was written" in err

@@ -149,6 +149,7 @@ def test_defaults_per_method(method):
     assert config.anchor_images is (method == "mimmu")
     assert config.epochs == (45 if method == "mimmu" else 60)
     assert config.learning_rate == (1.2e-3 if method == "mimmu" else 1e-3)
+    assert config.trainable == ("attn2" if method == "esd" else "kv")  # what each method changes as published
     assert parse_method(method) == config
     # An explicit value wins over the method's default.
     assert EraseConfig(method=method, epochs=7).epochs == 7
@@ -219,6 +220,19 @@ def test_forgetting_set_reused(tiny_sd_dir):
     assert manifest["entries"][0]["seed"] == 0
     assert {"prompt", "anchor", "seed"} <= set(manifest["entries"][0])
     assert manifest["guidance_scale"] == 7.5
+    assert manifest["device"] == "cpu"
+    assert manifest["dtype"] == "float32"
+
+
+def test_altered_forgetting_set_rejected(tiny_sd_dir):
+    pipeline = load_pipeline(tiny_sd_dir, device="cpu")
+    stored = _forgetting_set(pipeline)
+    latents_file = stored.path / "latents.safetensors"
+    data = bytearray(latents_file.read_bytes())
+    data[-5] ^= 0x01  # a low bit of one latent: a still-loadable, silently different value
+    latents_file.write_bytes(bytes(data))
+    with pytest.raises(MimmuError, match="is corrupted .* delete the folder to rebuild it"):
+        _forgetting_set(pipeline)
 
 
 def test_anchor_images_double_set(tiny_sd_dir):
@@ -422,6 +436,12 @@ def test_bad_concepts(concepts, message):
         ({"learning_rate": "0.1"}, "learning_rate must be a finite number"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"method": "esd", "trainable": "kv"}, "trainable 'kv' does not apply to method 'esd'"),
+        ({"method": "uce", "trainable": "lora_kv"}, "trainable 'lora_kv' does not apply to method 'uce'"),
+        ({"seed": -1}, "seed must be a whole number from 0 to 4294967295"),
+        ({"seed": 1.5}, "seed must be a whole number from 0 to 4294967295"),
+        ({"seed": 2**32}, "seed must be a whole number from 0 to 4294967295"),
+        ({"method": "uce", "uce_lambda": 0}, "uce_lambda must be above 0"),
     ],
 )
 def test_bad_config(overrides, message):

@@ -54,3 +54,24 @@ def test_load_section_casts_and_rejects_unknown(tmp_path):
         load_section(params, "a.b", _Config)
     with pytest.raises(MimmuError, match="no section 'a.c'"):
         load_section(params, "a.c", _Config)
+
+
+def test_atomic_directory_failed_swap_restores(tmp_path, monkeypatch):
+    import os
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real_replace = os.replace
+
+    def replace(source, destination):
+        # The first rename moves the old folder aside; the second, staging into place, fails (EBUSY, full disk).
+        if ".partial" in str(source):
+            raise OSError(16, "Device or resource busy")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="busy"), atomic_directory(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no .partial or .old left behind

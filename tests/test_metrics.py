@@ -101,3 +101,27 @@ def test_paired_drop_stderr_counts_both_directions():
     assert paired_drop_stderr(before, after) == pytest.approx(differences.std(ddof=1) / 2)
     assert paired_drop_stderr(before, before) == 0.0
     assert np.isnan(paired_drop_stderr(before[:1], after[:1]))
+
+
+def test_erased_synonym_is_graded_as_its_value(minicanvas_pipeline):
+    from mimmu.evaluation import nearest_concepts
+
+    evaluation = build_evaluation_prompts(["disk"], 8, np.random.default_rng(0), retained_size=64)
+    forgetting = [e for e in evaluation if e.kind == "forgetting"]
+    retained = [e for e in evaluation if e.kind == "retained"]
+    assert all(" disk" in e.prompt and "disk" not in e.anchor and e.concept == "circle" for e in forgetting)
+    assert all(e.labels["object"] != "circle" for e in retained)
+    neighbours = nearest_concepts(minicanvas_pipeline, "disk")
+    assert len(neighbours) == 3
+    assert "circle" not in neighbours
+    rng = np.random.default_rng(1)
+    base = {
+        "forgetting": _outputs([e.labels for e in forgetting], rng),
+        "retained": _outputs([e.labels for e in retained], rng),
+    }
+    base["anchor"] = _copy(base["forgetting"])
+    erased = {name: _copy(base[name]) for name in ("forgetting", "retained")}
+    metrics = compute_metrics(["disk"], evaluation, base, erased, {"disk": neighbours})
+    assert set(metrics["per_concept"]) == {"circle"}
+    assert "circle" not in metrics["retained_drops"]
+    assert {"ring", "crescent"} & set(metrics["neighbour_drops"])  # circle's entangled pairs are watched

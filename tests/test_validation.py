@@ -8,11 +8,12 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+import torch
 
 from mimmu.audit import append_record, verify_log
 from mimmu.errors import MimmuError
 from mimmu.prompt_sets import build_prompt_set
-from mimmu.validation import gate_values, validate_metrics, validate_prompt_set
+from mimmu.validation import gate_values, validate_forgetting_set, validate_metrics, validate_prompt_set
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,56 @@ def test_prompt_over_token_limit_fails(prompt_set):
     result = _validate(prompt_set, max_tokens=3)
     assert not result.success
     assert any("expect_column_values_to_be_between(num_tokens)" in f for f in result.failures)
+
+
+def _forgetting_manifest(count: int = 6) -> tuple[dict, torch.Tensor]:
+    prompts = build_prompt_set(["star"], "context", count, seed=0).forgetting
+    entries = [
+        {"prompt": p.prompt, "anchor": p.anchor, "concept": p.concept, "image_prompt": p.prompt, "seed": i}
+        for i, p in enumerate(prompts)
+    ]
+    return {"entries": entries}, torch.randn(len(entries), 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def test_valid_forgetting_set_passes():
+    manifest, latents = _forgetting_manifest()
+    result = validate_forgetting_set(manifest, latents)
+    assert result.success, result.failures
+
+
+@pytest.mark.parametrize(
+    ("breakage", "failed"),
+    [
+        ("nan_latent", "latent_finite"),
+        ("constant_latent", "latent_std"),
+        ("missing_latent", "expect_table_row_count_to_equal"),
+        ("anchor_keeps_concept", "anchor_names_concept"),
+        ("prompt_lacks_concept", "names_concept"),
+        ("repeated_seed", "expect_compound_columns_to_be_unique"),
+        ("foreign_image_prompt", "image_prompt_known"),
+    ],
+)
+def test_broken_forgetting_set_fails(breakage, failed):
+    manifest, latents = _forgetting_manifest()
+    entries = manifest["entries"]
+    if breakage == "nan_latent":
+        latents[2, 0, 0, 0] = float("nan")
+    elif breakage == "constant_latent":
+        latents[1] = 0.5
+    elif breakage == "missing_latent":
+        latents = latents[:-1]
+    elif breakage == "anchor_keeps_concept":
+        entries[0]["anchor"] = entries[0]["prompt"]
+    elif breakage == "prompt_lacks_concept":
+        entries[3]["prompt"] = entries[3]["anchor"]
+        entries[3]["image_prompt"] = entries[3]["anchor"]
+    elif breakage == "repeated_seed":
+        entries[1]["image_prompt"], entries[1]["seed"] = entries[0]["image_prompt"], entries[0]["seed"]
+    else:
+        entries[4]["image_prompt"] = "a blue heart"
+    result = validate_forgetting_set(manifest, latents)
+    assert not result.success
+    assert any(failed in failure for failure in result.failures), result.failures
 
 
 def test_metric_gates_report_margin():

@@ -45,12 +45,11 @@ def uce_edit(
     dim = concept.shape[1]
     # Right factor: sum c c^T over erased and preserved tokens, plus lambda I; (D, D).
     gram = concept.T @ concept + preserve.T @ preserve + ridge * torch.eye(dim, dtype=torch.float64)
-    gram_inverse = torch.linalg.inv(gram)
     changed = {}
     for name, layer in cross_attention_linears(pipeline.unet).items():
         weight = layer.weight.double().cpu()  # (out, D)
         left = weight @ anchor.T @ concept + weight @ preserve.T @ preserve + ridge * weight
-        edited = (left @ gram_inverse).to(layer.weight.dtype)
+        edited = torch.linalg.solve(gram, left.T).T.to(layer.weight.dtype)  # left @ gram^-1; gram is symmetric
         layer.weight.copy_(edited.to(layer.weight.device))
         changed[f"{name}.weight"] = edited.float().contiguous()
     return changed, time.perf_counter() - started
