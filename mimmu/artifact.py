@@ -185,7 +185,8 @@ def check_base(record: dict, base_digest: str, base_source: str) -> None:
     if record["base_digest"] != base_digest:
         raise MimmuError(
             f"the erased model was made from base {record['base_model']!r} with digest {record['base_digest'][:19]}..., "
-            f"but {base_source!r} has digest {base_digest[:19]}...; pass the base model it was made from"
+            f"but {base_source!r} has digest {base_digest[:19]}...; use the base model it was made from "
+            "(restore that folder, or pass it with --model where the command takes a base), or erase again from this one"
         )
 
 

@@ -374,7 +374,7 @@ def test_erased_model_on_other_base_rejected(tiny_sd_dir, tmp_path):
     first = next(iter(state))
     state[first] = state[first] + 1.0
     save_file(state, weights)
-    with pytest.raises(MimmuError, match="pass the base model it was made from"):
+    with pytest.raises(MimmuError, match="use the base model it was made from"):
         load_erased(tmp_path / "erased", base=other, device="cpu")
 
 
