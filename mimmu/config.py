@@ -35,6 +35,11 @@ METHOD_DEFAULTS = {
 }
 
 
+def _fix(name: str) -> str:
+    """Return the fix for an invalid setting, naming its command-line option (mimmu erase) too."""
+    return f"pass another value of {name} (option --{name.replace('_', '-')})"
+
+
 @dataclass(frozen=True)
 class EraseConfig:
     """Every choice of an erasure run. Defaults are the ones the benchmark selected.
@@ -154,14 +159,14 @@ class EraseConfig:
         minimums = {"lora_rank": 1, "forgetting_size": 1, "batch_size": 1, "mi_check_every": 1, "esd_sampling_steps": 2}
         for name, minimum in minimums.items():
             if getattr(self, name) < minimum:
-                raise MimmuError(f"{name} must be at least {minimum}, got {getattr(self, name)}")
+                raise MimmuError(f"{name} must be at least {minimum}, got {getattr(self, name)}; {_fix(name)}")
         for name in ("epochs", "checkpoint_every"):
             if getattr(self, name) < 0:
-                raise MimmuError(f"{name} must be 0 or more, got {getattr(self, name)}")
+                raise MimmuError(f"{name} must be 0 or more, got {getattr(self, name)}; {_fix(name)}")
         for name in ("learning_rate", "mi_tolerance", "esd_eta", "uce_lambda"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise MimmuError(f"{name} must be a finite number of at least 0, got {value}")
+                raise MimmuError(f"{name} must be a finite number of at least 0, got {value}; {_fix(name)}")
         if self.method == "uce" and self.uce_lambda == 0:
             raise MimmuError(
                 "uce_lambda must be above 0: without the ridge term UCE's system can be singular; pass e.g. 0.5"
