@@ -83,14 +83,14 @@ def test_esd_resume_matches_uninterrupted(tiny_sd_dir, tmp_path):
         torch.testing.assert_close(pipeline.unet.state_dict()[name], value, atol=1e-6, rtol=1e-5)
 
 
-def test_checkpoints_keep_the_two_newest(tiny_sd_dir, tmp_path):
+def test_checkpoints_keep_two_newest(tiny_sd_dir, tmp_path):
     config = EraseConfig(**{**SMALL, "epochs": 4, "checkpoint_every": 1})
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")
     MimmuTrainer(pipeline, _forgetting_set(pipeline), config).train(tmp_path / "c", progress=False)
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["epoch-0003", "epoch-0004"]
 
 
-def test_resume_after_early_stop_trains_no_further(tiny_sd_dir, tmp_path):
+def test_resume_after_early_stop(tiny_sd_dir, tmp_path):
     # Any MI is above 0 and below 1e9 nats, so the run stops after its first check (epoch 1).
     config = EraseConfig(**{**SMALL, "epochs": 5, "checkpoint_every": 3, "mi_tolerance": 1e9})
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")
@@ -110,7 +110,7 @@ def test_resume_after_early_stop_trains_no_further(tiny_sd_dir, tmp_path):
         assert torch.equal(pipeline.unet.state_dict()[name], value), name
 
 
-def test_erase_trains_on_the_given_prompt_set(tiny_sd_dir, tmp_path):
+def test_erase_uses_given_prompt_set(tiny_sd_dir, tmp_path):
     curated = build_prompt_set(["star"], "context", 4, seed=7)
     curated.forgetting = curated.forgetting[:3]
     out = tmp_path / "erased"
@@ -129,7 +129,7 @@ def test_erase_trains_on_the_given_prompt_set(tiny_sd_dir, tmp_path):
         ({"forgetting": []}, "has no forgetting prompts"),
     ],
 )
-def test_erase_rejects_a_prompt_set_of_other_inputs(tiny_sd_dir, tmp_path, change, message):
+def test_erase_rejects_mismatched_prompt_set(tiny_sd_dir, tmp_path, change, message):
     prompt_set = build_prompt_set(["star"], "context", 4, seed=0)
     for key, value in change.items():
         setattr(prompt_set, key, value)
