@@ -1,8 +1,10 @@
-"""The erased model as an artifact: only the changed UNet weights, the base's digest and the config.
+"""The erased model as an artifact: only the changed weights, the base's digest and the config.
 
 Layout of an erased-model folder:
 
-    weights.safetensors   every UNet tensor that differs from the base model (full values)
+    weights.safetensors   every UNet tensor that differs from the base model (full values),
+                          and each trained word-piece row of the text encoder's input
+                          embeddings as text_encoder.input_embeddings.<token id> (D,)
     erasure.json          format, base model and its digest, erased concepts, method,
                           configuration, history of earlier erasures, weights digest
 
@@ -168,16 +170,34 @@ def load_erased_weights(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def apply_weights(pipeline: DiffusionPipeline, weights: dict[str, torch.Tensor]) -> None:
-    """Copy changed tensors into the pipeline's UNet, rejecting names or shapes that do not fit."""
+    """Copy changed tensors into the pipeline, rejecting names or shapes that do not fit.
+
+    UNet tensors go by state_dict name. A tensor named `text_encoder.input_embeddings.<id>`
+    (D,) replaces that word piece's row of the text encoder's input embedding table.
+    """
+    from mimmu.concept_tokens import WEIGHT_PREFIX
+
     state = pipeline.unet.state_dict()
+    table = pipeline.text_encoder.get_input_embeddings().weight if pipeline.text_encoder is not None else None
+    rows: dict[int, torch.Tensor] = {}
     for name, value in weights.items():
-        if name not in state or state[name].shape != value.shape:
+        if name.startswith(WEIGHT_PREFIX):
+            token = name.removeprefix(WEIGHT_PREFIX)
+            if table is None or not token.isdigit() or int(token) >= len(table) or value.shape != table.shape[1:]:
+                raise MimmuError(
+                    f"erased weight {name!r} does not fit this text encoder; the erased model was made for another base"
+                )
+            rows[int(token)] = value
+        elif name not in state or state[name].shape != value.shape:
             raise MimmuError(
                 f"erased weight {name!r} does not fit this UNet; the erased model was made for another base"
             )
     with torch.no_grad():
         for name, value in weights.items():
-            state[name].copy_(value.to(state[name].device, state[name].dtype))
+            if not name.startswith(WEIGHT_PREFIX):
+                state[name].copy_(value.to(state[name].device, state[name].dtype))
+        for token, value in rows.items():
+            table[token] = value.to(table.device, table.dtype)
 
 
 def check_base(record: dict, base_digest: str, base_source: str) -> None:

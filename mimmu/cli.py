@@ -214,9 +214,10 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         "--trainable",
         choices=TRAINABLE_SETS,
         default=None,
-        help="mimmu only: trained weights, kv (attn2.to_k and to_v), attn2 (all cross-attention) or lora_kv "
-        f"(a low-rank adapter on to_k and to_v) (default {mimmu_defaults['trainable']}; esd trains attn2 "
-        "and uce edits kv, as published)",
+        help="mimmu only: trained weights, kv (attn2.to_k and to_v), attn2 (all cross-attention), lora_kv "
+        "(a low-rank adapter on to_k and to_v), tokens (the text encoder's input embeddings of the concept's "
+        "own word pieces) or kv_tokens (kv and tokens) "
+        f"(default {mimmu_defaults['trainable']}; esd trains attn2 and uce edits kv, as published)",
     )
     parser.add_argument(
         "--lora-rank",
@@ -244,7 +245,8 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="mimmu only: also train the concept prompt on an image of each anchor prompt (same seed), "
-        "which doubles the steps of an epoch (default: on for mimmu, off otherwise)",
+        "which doubles the steps of an epoch (default: on for mimmu with a UNet --trainable, off with tokens "
+        "and for esd and uce)",
     )
     parser.add_argument(
         "--optimizer",
@@ -276,8 +278,15 @@ def _add_erase_options(parser: argparse.ArgumentParser) -> None:
         "--learning-rate",
         type=float,
         default=None,
-        help=f"learning rate of the optimizer (default {mimmu_defaults['learning_rate']} for mimmu, "
+        help=f"learning rate of the UNet weights (default {mimmu_defaults['learning_rate']} for mimmu, "
         f"{esd_defaults['learning_rate']} for esd)",
+    )
+    parser.add_argument(
+        "--token-learning-rate",
+        type=float,
+        default=defaults.token_learning_rate,
+        help="mimmu only: learning rate of the concept's input token embeddings with --trainable tokens or "
+        f"kv_tokens (default {defaults.token_learning_rate})",
     )
     parser.add_argument(
         "--learning-rate-schedule",

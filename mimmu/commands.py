@@ -145,6 +145,7 @@ def _erase_config(args: argparse.Namespace):
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        token_learning_rate=args.token_learning_rate,
         learning_rate_schedule=args.learning_rate_schedule,
         mi_tolerance=args.mi_tolerance,
         mi_check_every=args.mi_check_every,

@@ -15,7 +15,7 @@ METHODS = ("mimmu", "esd", "uce")
 # Seeds are whole numbers from 0 to MAX_SEED. Image i of a run uses seed + i, and torch
 # generators take signed 64-bit seeds, so this bound leaves room for any count of images.
 MAX_SEED = 2**32 - 1
-TRAINABLE_SETS = ("kv", "attn2", "lora_kv")
+TRAINABLE_SETS = ("kv", "attn2", "lora_kv", "tokens", "kv_tokens")
 OPTIMIZERS = ("adam", "sgd")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 # Defaults that differ by method: a field left as None takes its method's value here.
@@ -24,15 +24,21 @@ LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 # edits to_k and to_v in closed form and ignores the other four.
 METHOD_DEFAULTS = {
     "mimmu": {
-        "trainable": "kv",
+        "trainable": "tokens",
         "preserve_anchors": 0.995,
-        "anchor_images": True,
+        "anchor_images": None,  # by trainable set: MIMMU_ANCHOR_IMAGES
         "epochs": 45,
         "learning_rate": 1.2e-3,
     },
     "esd": {"trainable": "attn2", "preserve_anchors": 0.0, "anchor_images": False, "epochs": 60, "learning_rate": 1e-3},
     "uce": {"trainable": "kv", "preserve_anchors": 0.0, "anchor_images": False, "epochs": 60, "learning_rate": 1e-3},
 }
+
+
+# Anchor images helped the UNet edits, which had silenced the concept only on its own
+# images. The token rows meet every target without them in half the time
+# (docs/benchmarks.md, "Token rows"), so MiM-MU's default depends on what trains.
+MIMMU_ANCHOR_IMAGES = {"tokens": False, "kv": True, "kv_tokens": True, "attn2": True, "lora_kv": True}
 
 
 def _fix(name: str) -> str:
@@ -48,10 +54,13 @@ class EraseConfig:
         method: "mimmu", "esd" (ESD-x) or "uce".
         anchor: "context" (the prompt without the concept) or "empty" (the empty prompt).
         timestep_sampling: "log_snr", "uniform_weighted" or "uniform" (see mimmu.schedule).
-        trainable: "kv" (attn2.to_k and attn2.to_v), "attn2" (all cross-attention) or
-            "lora_kv" (a low-rank adapter on to_k and to_v). A choice for MiM-MU only: None
-            (the default) means "kv" for MiM-MU and UCE and "attn2" for ESD-x, the weights
-            each method changes as published.
+        trainable: "kv" (attn2.to_k and attn2.to_v), "attn2" (all cross-attention),
+            "lora_kv" (a low-rank adapter on to_k and to_v), "tokens" (the input embedding
+            rows of the concepts' own word pieces in the text encoder; see
+            mimmu.concept_tokens) or "kv_tokens" (both "kv" and "tokens"). A choice for MiM-MU only: None
+            (the default) means "tokens" for MiM-MU, the set that met every target of the
+            benchmark (docs/benchmarks.md), and "kv" for UCE and "attn2" for ESD-x, the
+            weights those change as published.
         lora_rank: rank of the adapter when trainable is "lora_kv".
         preserve_null: project every update of to_k and to_v so that the empty prompt's
             keys and values stay exactly unchanged. With trainable "kv" or "lora_kv" the
@@ -70,7 +79,8 @@ class EraseConfig:
             The concept prompt must then match the anchor prediction on the images the erased
             model will generate, not only on the concept's own images, which is where most of
             the concept's remaining MI sits without them. Doubles the steps of an epoch.
-            MiM-MU only. None (the default) means on for MiM-MU, off for ESD-x and UCE.
+            MiM-MU only. None (the default) means off for ESD-x and UCE, and for MiM-MU
+            off with trainable "tokens" and on with the UNet sets (MIMMU_ANCHOR_IMAGES).
         preserve_anchors: MiM-MU's anchor preservation, a share of energy in [0, 1). The
             token states of the anchor prompts and the empty prompt (every position) are
             decomposed into top right singular vectors (not centred). Every update of to_k and
@@ -85,10 +95,12 @@ class EraseConfig:
         epochs: passes over the forgetting set (MiM-MU); ESD-x runs epochs * ceil(forgetting_size
             / batch_size) steps. None means 45 for MiM-MU and 60 for ESD-x.
         batch_size: latents per optimisation step.
-        learning_rate: learning rate of the optimizer (Adam unless optimizer is "sgd"). None means
-            1.2e-3 for MiM-MU and 1e-3 for ESD-x.
+        learning_rate: learning rate of the optimizer (Adam unless optimizer is "sgd") for UNet
+            weights. None means 1.2e-3 for MiM-MU and 1e-3 for ESD-x.
+        token_learning_rate: learning rate of the concepts' input token embeddings, when
+            trainable is "tokens" or "kv_tokens". MiM-MU only.
         learning_rate_schedule: "constant", or "cosine", which decays the rate to 0 over the
-            run (mimmu.trainer.learning_rate_at). MiM-MU only. Cosine did not lower the
+            run (mimmu.trainer.learning_rate_at), for both rates. MiM-MU only. Cosine did not lower the
             remaining MI on MiniCanvas (docs/benchmarks.md).
         mi_tolerance: stop early once the forgetting set's estimated MI, in nats, is below
             this; 0 disables early stopping.
@@ -118,6 +130,7 @@ class EraseConfig:
     epochs: int | None = None
     batch_size: int = 32
     learning_rate: float | None = None
+    token_learning_rate: float = 1e-2
     learning_rate_schedule: str = "constant"
     mi_tolerance: float = 0.0
     mi_check_every: int = 9
@@ -133,6 +146,8 @@ class EraseConfig:
         for name, value in METHOD_DEFAULTS[self.method].items():
             if getattr(self, name) is None:  # the method's default
                 object.__setattr__(self, name, value)
+        if self.anchor_images is None and self.trainable in MIMMU_ANCHOR_IMAGES:
+            object.__setattr__(self, "anchor_images", MIMMU_ANCHOR_IMAGES[self.trainable])
         choices = {
             "anchor": ANCHORS,
             "timestep_sampling": TIMESTEP_SAMPLING,
@@ -163,7 +178,7 @@ class EraseConfig:
         for name in ("epochs", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise MimmuError(f"{name} must be 0 or more, got {getattr(self, name)}; {_fix(name)}")
-        for name in ("learning_rate", "mi_tolerance", "esd_eta", "uce_lambda"):
+        for name in ("learning_rate", "token_learning_rate", "mi_tolerance", "esd_eta", "uce_lambda"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise MimmuError(f"{name} must be a finite number of at least 0, got {value}; {_fix(name)}")
@@ -171,7 +186,8 @@ class EraseConfig:
             raise MimmuError(
                 "uce_lambda must be above 0: without the ridge term UCE's system can be singular; pass e.g. 0.5"
             )
-        object.__setattr__(self, "learning_rate", float(self.learning_rate))  # 1 and 1.0 give one digest
+        for name in ("learning_rate", "token_learning_rate"):  # 1 and 1.0 give one digest
+            object.__setattr__(self, name, float(getattr(self, name)))
         share = self.preserve_anchors
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
             raise MimmuError(
@@ -182,6 +198,7 @@ class EraseConfig:
         mimmu_only = {
             "optimizer": self.optimizer != "adam",
             "learning_rate_schedule": self.learning_rate_schedule != "constant",
+            "token_learning_rate": self.token_learning_rate != EraseConfig.token_learning_rate,
             "anchor_images": self.anchor_images,
             "preserve_null": self.preserve_null,
             "preserve_anchors": self.preserve_anchors > 0,
@@ -191,10 +208,12 @@ class EraseConfig:
             raise MimmuError(
                 f"{', '.join(changed)} {'applies' if len(changed) == 1 else 'apply'} to method 'mimmu' only, not "
                 f"{self.method!r}; for {self.method} keep optimizer adam, learning_rate_schedule constant, "
-                "anchor_images false, preserve_null false and preserve_anchors 0"
+                f"token_learning_rate {EraseConfig.token_learning_rate}, anchor_images false, preserve_null false "
+                "and preserve_anchors 0"
             )
-        if self.learning_rate == 0 and self.method != "uce" and self.epochs > 0:
-            raise MimmuError("learning_rate is 0, so training would change nothing; pass a positive rate or --epochs 0")
+        rate = "token_learning_rate" if self.trainable == "tokens" else "learning_rate"
+        if getattr(self, rate) == 0 and self.method != "uce" and self.epochs > 0:
+            raise MimmuError(f"{rate} is 0, so training would change nothing; pass a positive rate or --epochs 0")
 
     def to_dict(self) -> dict:
         """Return the configuration as a JSON-ready dict."""

@@ -4,12 +4,16 @@ Recipe, per epoch over the forgetting set (see mimmu.objective for the loss):
 
 1. draw timesteps t ~ q(t) with weights delta_lambda_t / q(t), and noise eps;
 2. noise the stored latents: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps;
-3. predict with the trainable UNet on the concept prompt, and with the frozen UNet on
+3. predict with the trained model on the concept prompt, and with the frozen model on
    the anchor prompt;
-4. step the optimizer (Adam or SGD) on the weighted squared distance, then project the
-   update of to_k and to_v away from the directions it must leave alone: the principal
-   directions of the anchor prompts' token states (preserve_anchors, on by default) and
-   the empty prompt's token states (preserve_null).
+4. step the optimizer (Adam or SGD) on the weighted squared distance.
+
+What trains is `config.trainable`: by default the concepts' own rows of the text
+encoder's input embeddings (mimmu.concept_tokens), so the concept prompts are encoded
+again at every step; otherwise to_k and to_v (or more of cross-attention), whose update
+is projected after each step away from the directions it must leave alone: the principal
+directions of the anchor prompts' token states (preserve_anchors) and the empty prompt's
+token states (preserve_null).
 
 Every `mi_check_every` epochs the conditional MI of the forgetting set is estimated with
 the trainable model, for the MI curve and for early stopping. A NaN or infinite loss
@@ -30,6 +34,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from mimmu.checkpoints import TrainingState, resume_training_state, save_training_state
+from mimmu.concept_tokens import ConceptTokenEdit, editable_token_ids, prompts_without
 from mimmu.concepts import contains_concept
 from mimmu.config import EraseConfig
 from mimmu.devices import autocast
@@ -38,7 +43,7 @@ from mimmu.errors import MimmuError
 from mimmu.forgetting_set import ForgettingSet
 from mimmu.mutual_information import MI_DRAWS, pointwise_mi, rows_per_group, summarize
 from mimmu.objective import mimmu_loss
-from mimmu.prompt_sets import ForgettingPrompt
+from mimmu.prompt_sets import ForgettingPrompt, vocabulary_prompts
 from mimmu.schedule import TimestepSampler
 from mimmu.trainable import UpdateProjection, bake_low_rank, preservation_projector, select_trainable
 
@@ -122,7 +127,7 @@ def preserved_anchor_rows(prompts: list[ForgettingPrompt]) -> list[int]:
 
 
 class MimmuTrainer:
-    """Trains the cross-attention key and value maps of a pipeline's UNet in place."""
+    """Trains a pipeline in place: the concepts' token rows, to_k and to_v, or both (config.trainable)."""
 
     def __init__(self, pipeline: DiffusionPipeline, forgetting_set: ForgettingSet, config: EraseConfig) -> None:
         self.pipeline = pipeline
@@ -142,16 +147,48 @@ class MimmuTrainer:
         anchors = [p.anchor for p in forgetting_set.prompts]
         self.prompt_embeds = embed_prompts(pipeline, prompts)  # (N, L, D)
         self.anchor_embeds = embed_prompts(pipeline, anchors)  # (N, L, D)
-        self.frozen_unet = copy.deepcopy(self.unet).requires_grad_(False).eval()
-        self.parameters = select_trainable(self.unet, config.trainable, config.lora_rank, self.generator)
+        # "tokens" trains only the concepts' input token embeddings; "kv_tokens" those and to_k, to_v.
+        self.trains_unet = config.trainable != "tokens"
+        self.trains_tokens = config.trainable in ("tokens", "kv_tokens")
+        if pipeline.text_encoder is not None:
+            pipeline.text_encoder.requires_grad_(False)
+        if self.trains_unet:
+            self.frozen_unet = copy.deepcopy(self.unet).requires_grad_(False).eval()
+            unet_set = "kv" if config.trainable == "kv_tokens" else config.trainable
+            self.parameters = select_trainable(self.unet, unet_set, config.lora_rank, self.generator)
+        else:  # the UNet does not change, so it is its own frozen copy
+            self.unet.requires_grad_(False).eval()
+            self.frozen_unet = self.unet
+            self.parameters = {}
         for parameter in self.parameters.values():
             parameter.data = parameter.data.float()
-        trained = list(self.parameters.values())
+        # One parameter group per rate; "base_lr" is the rate that the schedule scales.
+        groups = [{"params": list(self.parameters.values()), "base_lr": config.learning_rate}]
+        self.token_edit = self._build_token_edit(pipeline) if self.trains_tokens else None
+        if self.token_edit is not None:
+            token_rows = self.token_edit.named_parameters()
+            self.parameters.update(token_rows)
+            groups.append({"params": list(token_rows.values()), "base_lr": config.token_learning_rate})
+        groups = [group for group in groups if group["params"]]
         if config.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(trained, lr=config.learning_rate, momentum=0.9)
+            self.optimizer = torch.optim.SGD(groups, lr=config.learning_rate, momentum=0.9)
         else:
-            self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
-        self.projection = self._build_projection(pipeline)
+            self.optimizer = torch.optim.Adam(groups, lr=config.learning_rate)
+        self.projection = self._build_projection(pipeline) if self.trains_unet else None
+
+    def _build_token_edit(self, pipeline: DiffusionPipeline) -> ConceptTokenEdit:
+        """Return the trainable rows of the erased concepts' word pieces that no other prompt uses."""
+        if pipeline.text_encoder is None or pipeline.tokenizer is None:
+            raise MimmuError(
+                "the pipeline has no text encoder and tokenizer, so its token embeddings cannot be trained"
+            )
+        concepts = sorted({p.concept for p in self.forgetting_set.prompts})
+        others = prompts_without(concepts, [p.anchor for p in self.forgetting_set.prompts] + vocabulary_prompts())
+        token_ids = editable_token_ids(pipeline.tokenizer, concepts, others)
+        logger.info(
+            "training the input embeddings of word pieces %s", pipeline.tokenizer.convert_ids_to_tokens(token_ids)
+        )
+        return ConceptTokenEdit(pipeline, token_ids)
 
     def _build_projection(self, pipeline: DiffusionPipeline) -> UpdateProjection | None:
         """Return the projection of to_k and to_v updates that the preservation options request, or None."""
@@ -172,13 +209,22 @@ class MimmuTrainer:
         with autocast(self.device, self.unet.dtype):
             return unet(noisy_latents.to(unet.dtype), timesteps, encoder_hidden_states=embeds.to(unet.dtype)).sample
 
+    def _prompt_embeds(self, index: torch.Tensor) -> torch.Tensor:
+        """Return the concept prompts' embeddings of rows `index`, through the edited rows when tokens train."""
+        if self.token_edit is None:
+            return self.prompt_embeds[index]
+        prompts = [self.forgetting_set.prompts[i].prompt for i in index.tolist()]
+        with torch.enable_grad():
+            prompt_embeds, _ = self.pipeline.encode_prompt(prompts, self.device, 1, do_classifier_free_guidance=False)
+        return prompt_embeds
+
     def _step(self, index: torch.Tensor, epoch: int, step: int) -> float:
         latents = self.forgetting_set.latents[index].to(self.device, torch.float32)
         timesteps, weights = self.sampler.sample(len(index), self.generator)
         noise = torch.randn(latents.shape, generator=self.generator).to(self.device)
         timesteps = timesteps.to(self.device)
         noisy_latents = _noisy(latents, noise, self.alphas_cumprod, timesteps)
-        noise_pred_concept = self._forward(self.unet, noisy_latents, timesteps, self.prompt_embeds[index])
+        noise_pred_concept = self._forward(self.unet, noisy_latents, timesteps, self._prompt_embeds(index))
         with torch.no_grad():
             noise_pred_anchor = self._forward(self.frozen_unet, noisy_latents, timesteps, self.anchor_embeds[index])
         loss = mimmu_loss(noise_pred_concept, noise_pred_anchor, weights.to(self.device))
@@ -225,15 +271,13 @@ class MimmuTrainer:
             desc="erase",
             disable=not progress,
         )
-        self.unet.train()
+        self.unet.train(self.trains_unet)
         for epoch in range(start_epoch, config.epochs):
             order = torch.randperm(count, generator=self.generator)
             for step, begin in enumerate(range(0, count, config.batch_size)):
-                rate = learning_rate_at(
-                    len(history.losses), total_steps, config.learning_rate, config.learning_rate_schedule
-                )
+                scale = learning_rate_at(len(history.losses), total_steps, 1.0, config.learning_rate_schedule)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = rate
+                    group["lr"] = group["base_lr"] * scale
                 loss = self._step(order[begin : begin + config.batch_size], epoch, step)
                 history.losses.append(loss)
                 bar.update()
@@ -266,18 +310,28 @@ class MimmuTrainer:
     def estimate_mi(self, seed: int) -> dict:
         """Return the current model's MI estimate on the forgetting set (concept vs anchor prompt)."""
         self.unet.eval()
+        if self.token_edit is not None:  # the cached embeddings predate the latest rows
+            self.prompt_embeds = embed_prompts(self.pipeline, [p.prompt for p in self.forgetting_set.prompts])
         # Measured on the concept prompts' own images, so runs with and without anchor images compare.
         latents = self.forgetting_set.concept_latents
         concepts = [p.concept for p in self.forgetting_set.prompts[: len(latents)]]
         estimate = estimate_forgetting_mi(
             self.unet, self.alphas_cumprod, latents, self.prompt_embeds, self.anchor_embeds, concepts, seed
         )
-        self.unet.train()
+        self.unet.train(self.trains_unet)
         return estimate
 
     def changed_weights(self) -> dict[str, torch.Tensor]:
-        """Bake adapters into the weights and return every changed UNet tensor by state_dict name."""
+        """Bake adapters and token rows into the model and return every changed tensor by artifact name."""
         bake_low_rank(self.unet)
-        names = {name.removesuffix(".lora_A").removesuffix(".lora_B") for name in self.parameters}
+        names = {
+            name.removesuffix(".lora_A").removesuffix(".lora_B")
+            for name in self.parameters
+            if not name.startswith("text_encoder.")
+        }
         state = self.unet.state_dict()
-        return {name: state[name].detach().float().cpu().contiguous() for name in sorted(names)}
+        weights = {name: state[name].detach().float().cpu().contiguous() for name in sorted(names)}
+        if self.token_edit is not None:
+            self.token_edit.bake()
+            weights.update(self.token_edit.changed_weights())
+        return weights

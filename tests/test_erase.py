@@ -23,7 +23,16 @@ from mimmu.prompt_sets import build_prompt_set, check_concepts
 from mimmu.trainable import complement_projector, cross_attention_linears, principal_directions
 from mimmu.trainer import MimmuTrainer, learning_rate_at
 
-SMALL = {"forgetting_size": 8, "epochs": 2, "batch_size": 4, "esd_sampling_steps": 3, "mi_check_every": 1}
+# These tests cover the UNet path (to_k, to_v and their projections); tests/test_concept_tokens.py
+# covers the default, the concepts' token rows.
+SMALL = {
+    "forgetting_size": 8,
+    "epochs": 2,
+    "batch_size": 4,
+    "esd_sampling_steps": 3,
+    "mi_check_every": 1,
+    "trainable": "kv",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -146,10 +155,12 @@ def test_anchor_preservation_projects_adapter_factors(tiny_sd_dir):
 def test_defaults_per_method(method):
     config = EraseConfig(method=method)
     assert config.preserve_anchors == (0.995 if method == "mimmu" else 0.0)
-    assert config.anchor_images is (method == "mimmu")
+    assert config.anchor_images is False  # MiM-MU's token rows train without them (MIMMU_ANCHOR_IMAGES)
+    assert EraseConfig(method="mimmu", trainable="kv").anchor_images is True
     assert config.epochs == (45 if method == "mimmu" else 60)
     assert config.learning_rate == (1.2e-3 if method == "mimmu" else 1e-3)
-    assert config.trainable == ("attn2" if method == "esd" else "kv")  # what each method changes as published
+    # ESD-x and UCE change what they change as published; MiM-MU trains the concepts' token rows.
+    assert config.trainable == {"mimmu": "tokens", "esd": "attn2", "uce": "kv"}[method]
     assert parse_method(method) == config
     # An explicit value wins over the method's default.
     assert EraseConfig(method=method, epochs=7).epochs == 7
@@ -381,7 +392,9 @@ def test_erased_model_on_other_base_rejected(tiny_sd_dir, tmp_path):
 @pytest.mark.parametrize("method", ["esd", "uce"])
 def test_baselines_write_artifacts(tiny_sd_dir, tmp_path, method):
     out = tmp_path / method
-    erase(str(tiny_sd_dir), ["star"], EraseConfig(**{**SMALL, "method": method}), out, progress=False)
+    erase(
+        str(tiny_sd_dir), ["star"], EraseConfig(**{**SMALL, "method": method, "trainable": None}), out, progress=False
+    )
     record = read_erasure(out)
     assert record["method"] == method
     assert record["changed_tensors"]

@@ -57,24 +57,28 @@ def test_erasure_removes_star_keeps_others(tmp_path, monkeypatch, evaluator):
     from mimmu.evaluation import evaluate_erased
 
     monkeypatch.setenv("MIMMU_HOME", str(tmp_path / "home"))
-    config = EraseConfig(forgetting_size=32, epochs=12, batch_size=16, learning_rate=1e-3, mi_check_every=4)
+    # The default edit (star's token rows) on a short budget.
+    config = EraseConfig(forgetting_size=32, epochs=12, batch_size=16, mi_check_every=4)
     erase("minicanvas", ["star"], config, tmp_path / "erased", progress=False)
     metrics, _, _ = evaluate_erased(
         "minicanvas", tmp_path / "erased", ["star"], evaluator, evaluation_size=32, progress=False, mi_images=24
     )
     assert metrics["target_rate_base"] > 0.7
     assert metrics["ee"] > 0.6
-    assert metrics["ira_base"] - metrics["ira"] < 0.15
-    assert metrics["cra_base"] - metrics["cra"] < 0.1
     assert metrics["mi_target_erased"] < metrics["mi_target_base"]
     assert metrics["mi"]["erased"]["forgetting"]["num_images"] == 24
     assert metrics["mi"]["base"]["retained"]["num_images"] == 24
     for group in ("target", "retained"):
         for model in ("base", "erased"):
             assert 0 < metrics["stderr"][f"mi_{group}_{model}"] < metrics[f"mi_{group}_{model}"]
-        ratio = metrics[f"mi_{group}_erased"] / metrics[f"mi_{group}_base"]
-        assert metrics[f"mi_{group}_ratio"] == pytest.approx(ratio)
-        assert 0 < metrics["stderr"][f"mi_{group}_ratio"] < ratio
+    ratio = metrics["mi_target_erased"] / metrics["mi_target_base"]
+    assert metrics["mi_target_ratio"] == pytest.approx(ratio)
+    assert 0 < metrics["stderr"]["mi_target_ratio"] < ratio
+    # Retained prompts do not name star, so their images and estimates equal the base's exactly.
+    assert (metrics["ira"], metrics["cra"]) == (metrics["ira_base"], metrics["cra_base"])
+    assert metrics["worst_retained"] == 0
+    assert metrics["mi_retained_ratio"] == 1
+    assert metrics["stderr"]["mi_retained_ratio"] == 0
     assert np.isfinite(metrics["fd"])
     assert metrics["num_forgetting"] == 32
 

@@ -8,6 +8,7 @@ import torch
 from mimmu.artifact import load_erased_weights
 from mimmu.baselines.esd import EsdTrainer
 from mimmu.checkpoints import latest_checkpoint, load_checkpoint
+from mimmu.concept_tokens import WEIGHT_PREFIX
 from mimmu.config import EraseConfig
 from mimmu.erase import erase
 from mimmu.errors import MimmuError
@@ -18,7 +19,14 @@ from mimmu.loading import load_pipeline
 from mimmu.prompt_sets import build_prompt_set
 from mimmu.trainer import MimmuTrainer
 
-SMALL = {"forgetting_size": 8, "epochs": 2, "batch_size": 4, "esd_sampling_steps": 3, "mi_check_every": 1}
+SMALL = {
+    "forgetting_size": 8,
+    "epochs": 2,
+    "batch_size": 4,
+    "esd_sampling_steps": 3,
+    "mi_check_every": 1,
+    "trainable": "kv",  # the UNet path; tests/test_concept_tokens.py covers the token rows
+}
 
 
 @pytest.fixture(autouse=True)
@@ -37,15 +45,16 @@ def _trained(pipeline) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in pipeline.unet.state_dict().items() if ".attn2." in k}
 
 
-@pytest.mark.parametrize("method", ["mimmu", "esd"])
-def test_bfloat16_erasure_trains_float32_weights(tiny_sd_dir, tmp_path, method):
+@pytest.mark.parametrize(("method", "trainable"), [("mimmu", "kv"), ("mimmu", "tokens"), ("esd", None)])
+def test_bfloat16_erasure_trains_float32_weights(tiny_sd_dir, tmp_path, method, trainable):
     """The mixed-precision path (a half-precision model, float32 trained weights, autocast) on the CPU."""
     base = load_pipeline(tiny_sd_dir, device="cpu", dtype="bfloat16")
+    table = base.text_encoder.get_input_embeddings().weight
     before = {k: v.float() for k, v in _trained(base).items()}
+    before.update({f"{WEIGHT_PREFIX}{token}": table[token].float() for token in range(len(table))})
     out = tmp_path / method
-    result = erase(
-        str(tiny_sd_dir), ["star"], EraseConfig(**{**SMALL, "method": method}), out, dtype="bfloat16", progress=False
-    )
+    config = EraseConfig(**{**SMALL, "method": method, "trainable": trainable})
+    result = erase(str(tiny_sd_dir), ["star"], config, out, dtype="bfloat16", progress=False)
     assert all(torch.isfinite(torch.tensor(result.losses)))
     if method == "mimmu":
         assert [entry["epoch"] for entry in result.mi] == [1, 2]  # the MI check runs under autocast too
@@ -53,12 +62,13 @@ def test_bfloat16_erasure_trains_float32_weights(tiny_sd_dir, tmp_path, method):
     assert record["device"] == "cpu"
     assert record["peak_memory_mb"] > 0
     assert all(value.dtype == torch.float32 for value in weights.values())
+    assert any(name.startswith(WEIGHT_PREFIX) for name in weights) == (trainable == "tokens")
     moved = [name for name, value in weights.items() if not torch.equal(value, before[name])]
     assert moved, "no trained weight changed"
 
 
 def test_esd_resume_matches_uninterrupted(tiny_sd_dir, tmp_path):
-    config = EraseConfig(**{**SMALL, "method": "esd", "epochs": 4, "checkpoint_every": 1})
+    config = EraseConfig(**{**SMALL, "method": "esd", "trainable": None, "epochs": 4, "checkpoint_every": 1})
     prompts = build_prompt_set(["star"], "context", 8, seed=0).forgetting
     pipeline = load_pipeline(tiny_sd_dir, device="cpu")
     full = EsdTrainer(pipeline, prompts, config).train(tmp_path / "full", progress=False)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mimmu.audit import append_record, verify_log
+from mimmu.config import EraseConfig
 from mimmu.errors import MimmuError
 from mimmu.prompt_sets import build_prompt_set
 from mimmu.validation import gate_values, validate_forgetting_set, validate_metrics, validate_prompt_set
@@ -153,6 +154,7 @@ def test_default_gates_and_evaluation_size():
     assert params.gates == PipelineConfig().gates
     assert params.gates["worst_retained_max"] == 0.05
     assert params.evaluation_prompts == PipelineConfig().evaluation_prompts == 512
+    assert params.erase == EraseConfig()  # the pipeline erases with the benchmark's defaults
 
 
 def test_metric_gates_pass():
