@@ -183,6 +183,8 @@ class MimmuTrainer:
                 "the pipeline has no text encoder and tokenizer, so its token embeddings cannot be trained"
             )
         concepts = sorted({p.concept for p in self.forgetting_set.prompts})
+        # NOTE: other prompts are the anchors and MiniCanvas's captions, so a piece that a model outside
+        # that world shares with other words ("van" in "Van Gogh" and "a white van") is not caught.
         others = prompts_without(concepts, [p.anchor for p in self.forgetting_set.prompts] + vocabulary_prompts())
         token_ids = editable_token_ids(pipeline.tokenizer, concepts, others)
         logger.info(

@@ -45,7 +45,7 @@ def test_editable_token_ids_skip_shared_pieces(minicanvas_pipeline):
         editable_token_ids(tokenizer, ["red"], ["a red star"])
 
 
-def test_edit_changes_only_prompts_with_the_word_piece():
+def test_edit_changes_only_concept_prompts():
     pipeline = load_pipeline("minicanvas", device="cpu")
     before = embed_prompts(pipeline, ["a red star", *UNNAMED])
     edit = ConceptTokenEdit(pipeline, [_token_id(pipeline, "red")])
@@ -71,7 +71,7 @@ def _unet_state(pipeline) -> dict[str, torch.Tensor]:
     return {name: value.clone() for name, value in pipeline.unet.state_dict().items()}
 
 
-def test_tokens_erasure_changes_only_the_concept_rows(tiny_sd_dir, tmp_path):
+def test_tokens_erasure_writes_only_rows(tiny_sd_dir, tmp_path):
     base = load_pipeline(str(tiny_sd_dir))
     out = tmp_path / "erased"
     result = erase(str(tiny_sd_dir), ["blue"], EraseConfig(**{**SMALL, "trainable": "tokens"}), out, progress=False)
@@ -139,7 +139,7 @@ def test_tokens_resume_matches_uninterrupted(tiny_sd_dir, tmp_path):
         torch.testing.assert_close(weights[name], value, atol=1e-6, rtol=1e-5)
 
 
-def test_sequential_token_erasures_keep_both_rows(tiny_sd_dir, tmp_path):
+def test_sequential_erasures_keep_both_rows(tiny_sd_dir, tmp_path):
     config = EraseConfig(**{**SMALL, "trainable": "tokens"})
     erase(str(tiny_sd_dir), ["blue"], config, tmp_path / "one", progress=False)
     erase(str(tmp_path / "one"), ["striped"], config, tmp_path / "two", progress=False)
@@ -149,7 +149,7 @@ def test_sequential_token_erasures_keep_both_rows(tiny_sd_dir, tmp_path):
     assert set(weights) == tokens
 
 
-def test_tokens_need_word_pieces_of_their_own(spelt_sd_dir, tmp_path):
+def test_shared_word_pieces_rejected(spelt_sd_dir, tmp_path):
     # Spelt in single characters, "blue" shares every word piece with other prompts.
     with pytest.raises(MimmuError, match=r"every word piece of concept 'blue' \(b, l, u, e</w>\).*pass --trainable kv"):
         erase(
@@ -166,7 +166,7 @@ def test_tokens_need_word_pieces_of_their_own(spelt_sd_dir, tmp_path):
         (f"{WEIGHT_PREFIX}x", (96,)),  # not an id
     ],
 )
-def test_rows_that_do_not_fit_rejected(tiny_sd_dir, name, shape):
+def test_misfit_rows_rejected(tiny_sd_dir, name, shape):
     pipeline = load_pipeline(str(tiny_sd_dir))
     with pytest.raises(MimmuError, match="does not fit this text encoder"):
         apply_weights(pipeline, {name: torch.zeros(shape)})
